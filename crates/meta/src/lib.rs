@@ -1,0 +1,24 @@
+//! The meta-learner of "Learning to Simulate" (Ruiz et al., ICLR 2019), Algorithm 1:
+//! a factorised policy π_ω over simulator parameters ψ, K samples per iteration, a main
+//! task model trained on each sample's data, its validation score as reward, and a
+//! REINFORCE update with a moving-average baseline.
+//!
+//! Everything here is generic over an [`Environment`]: the toy Gaussian-mixture task and
+//! the traffic simulator plug in the same way.
+
+pub mod config;
+pub mod env;
+pub mod optim;
+pub mod policy;
+pub mod progress;
+pub mod reinforce;
+pub mod report;
+pub mod run;
+pub mod study;
+
+pub use config::{MetaConfig, PolicyConfig};
+pub use env::{BoxError, Environment, Evaluation, Split};
+pub use policy::{Policy, PolicySample};
+pub use reinforce::Reinforce;
+pub use run::{MetaError, MetaOutcome, train_policy};
+pub use study::{MethodSummary, StudyConfig, StudySummary, run_study};

@@ -1,0 +1,61 @@
+//! Progress reporting: a bar with ETA on a terminal, plain log lines otherwise.
+
+use std::io::IsTerminal;
+use std::time::Duration;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// Counts main-task trainings; `note` describes the current phase.
+#[derive(Debug, Clone)]
+pub struct Progress {
+    bar: ProgressBar,
+    interactive: bool,
+}
+
+impl Progress {
+    /// A bar on stderr when it is a terminal; otherwise silent, with notes going to the log.
+    pub fn new(total: u64) -> Self {
+        let interactive = std::io::stderr().is_terminal();
+        let bar = ProgressBar::with_draw_target(
+            Some(total),
+            if interactive { ProgressDrawTarget::stderr() } else { ProgressDrawTarget::hidden() },
+        );
+        let style = ProgressStyle::with_template(
+            "{elapsed_precise} [{wide_bar}] {pos}/{len} trainings · {msg} · ETA {eta}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> ");
+        bar.set_style(style);
+        if interactive {
+            bar.enable_steady_tick(Duration::from_millis(250));
+        }
+        Self { bar, interactive }
+    }
+
+    /// Reports nothing anywhere (tests, nested runs).
+    pub fn hidden() -> Self {
+        Self { bar: ProgressBar::hidden(), interactive: false }
+    }
+
+    pub fn advance(&self, trainings: u64) {
+        self.bar.inc(trainings);
+    }
+
+    /// Sets the phase shown on the bar (e.g. "seed 2/5 · learn 13/40 · reward 0.912").
+    pub fn phase(&self, text: String) {
+        self.bar.set_message(text);
+    }
+
+    /// A line worth keeping: above the bar on a terminal, in the log otherwise.
+    pub fn note(&self, text: &str) {
+        if self.interactive {
+            self.bar.println(text);
+        } else {
+            tracing::info!("{text}");
+        }
+    }
+
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}

@@ -1,0 +1,470 @@
+//! The meta-training loop for one seed: sample K ψ from the policy, evaluate them in
+//! parallel, update the policy; records and a checkpoint after every iteration, so that
+//! `resume` continues a run killed at any point and ends exactly where an uninterrupted
+//! run with the same seed would.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use l2s_core::{ParamSpace, ParamValues, SeedTree};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::config::MetaConfig;
+use crate::env::{BoxError, Environment, Evaluation, Split};
+use crate::policy::Policy;
+use crate::progress::Progress;
+use crate::reinforce::{LearnerState, Reinforce};
+
+pub const CHECKPOINT_FILE: &str = "checkpoint.json";
+const CHECKPOINT_FORMAT: u32 = 1;
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("{what}: the environment failed: {source}")]
+    Environment { what: String, source: BoxError },
+    #[error("{what}: the reward is {reward}, not a finite number (a bug in the environment)")]
+    NonFiniteReward { what: String, reward: f64 },
+    #[error("cannot write `{}`: {source}", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("checkpoint `{}` cannot be used: {message}", path.display())]
+    BadCheckpoint { path: PathBuf, message: String },
+    #[error(
+        "`{}` already holds a run\n  hint: pass --resume to continue it, or choose another output directory with --out",
+        path.display()
+    )]
+    RunExists { path: PathBuf },
+    #[error("cannot start {threads} worker threads: {message}")]
+    Threads { threads: usize, message: String },
+    #[error("cannot build the environment for seed {seed}: {source}")]
+    EnvironmentSetup { seed: usize, source: BoxError },
+}
+
+/// One evaluated sample ψ_k of an iteration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampleRecord {
+    pub seed: u64,
+    pub psi: ParamValues,
+    pub reward: f64,
+    pub advantage: f64,
+    pub metrics: Vec<(String, f64)>,
+}
+
+/// One policy iteration.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IterationRecord {
+    pub iteration: usize,
+    /// Seconds this iteration took (not part of the deterministic result).
+    pub wall_s: f64,
+    /// ω that generated this iteration's samples (before its update).
+    pub omega: Vec<f64>,
+    /// The policy's mode under that ω.
+    pub mode: ParamValues,
+    pub baseline: f64,
+    pub mean_reward: f64,
+    pub max_reward: f64,
+    pub grad_norm: f64,
+    pub samples: Vec<SampleRecord>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Checkpoint {
+    format: u32,
+    seed: u64,
+    config: MetaConfig,
+    space: ParamSpace,
+    learner: LearnerState,
+    history: Vec<IterationRecord>,
+}
+
+/// The trained policy and the whole history of the run.
+#[derive(Debug, Clone)]
+pub struct MetaOutcome {
+    pub policy: Policy,
+    pub history: Vec<IterationRecord>,
+}
+
+/// Writes `bytes` to `path` so that a crash leaves either the old or the new file, whole.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MetaError> {
+    let tmp = path.with_extension("tmp");
+    let wrap = |source| MetaError::Write { path: path.to_path_buf(), source };
+    std::fs::write(&tmp, bytes).map_err(wrap)?;
+    std::fs::rename(&tmp, path).map_err(wrap)
+}
+
+pub(crate) fn create_dir(dir: &Path) -> Result<(), MetaError> {
+    std::fs::create_dir_all(dir).map_err(|source| MetaError::Write { path: dir.to_path_buf(), source })
+}
+
+/// A pool for an environment's evaluations: `threads` workers (0: one per core), never
+/// more than the environment allows.
+pub fn worker_pool(threads: usize, env_limit: usize) -> Result<rayon::ThreadPool, MetaError> {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let threads = if threads == 0 { cores } else { threads }.min(env_limit).max(1);
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("l2s-eval-{i}"))
+        .build()
+        .map_err(|e| MetaError::Threads { threads, message: e.to_string() })
+}
+
+/// Evaluates `(ψ, seed)` jobs on `split` in parallel; results in job order.
+pub fn evaluate_all<E: Environment>(
+    env: &E,
+    pool: &rayon::ThreadPool,
+    jobs: &[(ParamValues, u64)],
+    split: Split,
+    what: &str,
+) -> Result<Vec<Evaluation>, MetaError> {
+    pool.install(|| {
+        jobs.par_iter()
+            .enumerate()
+            .map(|(k, (psi, seed))| {
+                let what = || format!("{what}, sample {k}");
+                let eval = env
+                    .evaluate(psi, *seed, split)
+                    .map_err(|source| MetaError::Environment { what: what(), source })?;
+                if eval.reward.is_finite() {
+                    Ok(eval)
+                } else {
+                    Err(MetaError::NonFiniteReward { what: what(), reward: eval.reward })
+                }
+            })
+            .collect()
+    })
+}
+
+fn load_checkpoint(path: &Path) -> Result<Checkpoint, MetaError> {
+    let bad = |message: String| MetaError::BadCheckpoint { path: path.to_path_buf(), message };
+    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let checkpoint: Checkpoint = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+    if checkpoint.format != CHECKPOINT_FORMAT {
+        return Err(bad(format!("format {} is not the supported {CHECKPOINT_FORMAT}", checkpoint.format)));
+    }
+    Ok(checkpoint)
+}
+
+/// Runs (or resumes) Algorithm 1 on `env` for `config.iterations` iterations, keeping the
+/// records and the checkpoint in `dir`.
+pub fn train_policy<E: Environment>(
+    env: &E,
+    config: &MetaConfig,
+    seeds: SeedTree,
+    dir: &Path,
+    resume: bool,
+    progress: &Progress,
+) -> Result<MetaOutcome, MetaError> {
+    create_dir(dir)?;
+    let checkpoint_path = dir.join(CHECKPOINT_FILE);
+    let policy = Policy::new(env.space().clone(), &config.policy, &mut seeds.child("policy-init").rng());
+    let mut learner = Reinforce::new(policy, config);
+    let mut history = Vec::new();
+    if checkpoint_path.exists() {
+        if !resume {
+            return Err(MetaError::RunExists { path: dir.to_path_buf() });
+        }
+        let checkpoint = load_checkpoint(&checkpoint_path)?;
+        let mismatch = |what: &str| MetaError::BadCheckpoint {
+            path: checkpoint_path.clone(),
+            message: format!(
+                "it was written with a different {what}\n  hint: resume with the config and seed the run started with, or choose another --out"
+            ),
+        };
+        if checkpoint.seed != seeds.seed() {
+            return Err(mismatch("seed"));
+        }
+        if &checkpoint.config != config {
+            return Err(mismatch("meta config"));
+        }
+        if &checkpoint.space != env.space() {
+            return Err(mismatch("parameter space"));
+        }
+        learner
+            .restore(checkpoint.learner)
+            .map_err(|message| MetaError::BadCheckpoint { path: checkpoint_path.clone(), message })?;
+        history = checkpoint.history;
+        progress.advance((history.len() * config.samples_per_iteration) as u64);
+    }
+    let pool = worker_pool(config.threads, env.max_parallel())?;
+    for iteration in history.len()..config.iterations {
+        let start = Instant::now();
+        let omega = learner.policy.omega().to_vec();
+        let mode = learner.policy.mode();
+        let mut rng = seeds.child("policy").index(iteration as u64).rng();
+        let samples: Vec<_> =
+            (0..config.samples_per_iteration).map(|_| learner.policy.sample(&mut rng)).collect();
+        let jobs: Vec<(ParamValues, u64)> = samples
+            .iter()
+            .enumerate()
+            .map(|(k, s)| {
+                (s.values.clone(), seeds.child("data").index(iteration as u64).index(k as u64).seed())
+            })
+            .collect();
+        let evaluations =
+            evaluate_all(env, &pool, &jobs, Split::Validation, &format!("iteration {iteration}"))?;
+        progress.advance(jobs.len() as u64);
+        let rewards: Vec<f64> = evaluations.iter().map(|e| e.reward).collect();
+        let stats = learner.update(&samples, &rewards);
+        let mean_reward = rewards.iter().sum::<f64>() / rewards.len() as f64;
+        let max_reward = rewards.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let records = jobs
+            .into_iter()
+            .zip(evaluations)
+            .zip(&stats.advantages)
+            .map(|(((psi, seed), eval), advantage)| SampleRecord {
+                seed,
+                psi,
+                reward: eval.reward,
+                advantage: *advantage,
+                metrics: eval.metrics,
+            })
+            .collect();
+        history.push(IterationRecord {
+            iteration,
+            wall_s: start.elapsed().as_secs_f64(),
+            omega,
+            mode,
+            baseline: stats.baseline,
+            mean_reward,
+            max_reward,
+            grad_norm: stats.grad_norm,
+            samples: records,
+        });
+        progress.phase(format!(
+            "iteration {}/{} · mean reward {mean_reward:.4} · baseline {:.4}",
+            iteration + 1,
+            config.iterations,
+            stats.baseline
+        ));
+        let checkpoint = Checkpoint {
+            format: CHECKPOINT_FORMAT,
+            seed: seeds.seed(),
+            config: config.clone(),
+            space: env.space().clone(),
+            learner: learner.state(),
+            history,
+        };
+        write_records(dir, &learner.policy, &checkpoint.history)?;
+        let json = serde_json::to_vec(&checkpoint).map_err(|e| MetaError::Write {
+            path: checkpoint_path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        write_atomic(&checkpoint_path, &json)?;
+        history = checkpoint.history;
+    }
+    Ok(MetaOutcome { policy: learner.policy, history })
+}
+
+/// `metrics.csv` (one row per sample) and `iterations.csv` (one row per iteration, with ω),
+/// rewritten whole from the history so they always agree with the checkpoint.
+fn write_records(dir: &Path, policy: &Policy, history: &[IterationRecord]) -> Result<(), MetaError> {
+    let space = policy.space();
+    let dim_names: Vec<&str> = space.dims().iter().map(|d| d.name()).collect();
+    let metric_names: Vec<String> = history
+        .first()
+        .and_then(|h| h.samples.first())
+        .map(|s| s.metrics.iter().map(|(n, _)| n.clone()).collect())
+        .unwrap_or_default();
+    let mut samples = csv::Writer::from_writer(Vec::new());
+    let mut iterations = csv::Writer::from_writer(Vec::new());
+    let to_io = |e: csv::Error| std::io::Error::other(e);
+    let mut write = || -> Result<(), std::io::Error> {
+        let mut header: Vec<String> =
+            ["iteration", "k", "seed", "reward", "baseline", "advantage"].map(String::from).to_vec();
+        header.extend(dim_names.iter().map(|n| format!("psi[{n}]")));
+        header.extend(metric_names.iter().cloned());
+        samples.write_record(&header).map_err(to_io)?;
+        let mut header: Vec<String> =
+            ["iteration", "wall_s", "mean_reward", "max_reward", "baseline", "grad_norm"]
+                .map(String::from)
+                .to_vec();
+        header.extend(dim_names.iter().map(|n| format!("mode[{n}]")));
+        header.extend(policy.omega_names());
+        iterations.write_record(&header).map_err(to_io)?;
+        for it in history {
+            for (k, s) in it.samples.iter().enumerate() {
+                let mut row = vec![
+                    it.iteration.to_string(),
+                    k.to_string(),
+                    s.seed.to_string(),
+                    s.reward.to_string(),
+                    it.baseline.to_string(),
+                    s.advantage.to_string(),
+                ];
+                row.extend(space.describe(&s.psi).into_iter().map(|(_, v)| v));
+                row.extend(s.metrics.iter().map(|(_, v)| v.to_string()));
+                samples.write_record(&row).map_err(to_io)?;
+            }
+            let mut row = vec![
+                it.iteration.to_string(),
+                format!("{:.4}", it.wall_s),
+                it.mean_reward.to_string(),
+                it.max_reward.to_string(),
+                it.baseline.to_string(),
+                it.grad_norm.to_string(),
+            ];
+            row.extend(space.describe(&it.mode).into_iter().map(|(_, v)| v));
+            row.extend(it.omega.iter().map(f64::to_string));
+            iterations.write_record(&row).map_err(to_io)?;
+        }
+        Ok(())
+    };
+    write().map_err(|source| MetaError::Write { path: dir.to_path_buf(), source })?;
+    for (name, writer) in [("metrics.csv", samples), ("iterations.csv", iterations)] {
+        let path = dir.join(name);
+        let bytes = writer.into_inner().map_err(|e| MetaError::Write {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        write_atomic(&path, &bytes)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{InitMean, PolicyConfig};
+    use l2s_core::{Dim, ParamSpace};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Reward −(x − 0.3)² − (y − 0.7)² plus seeded noise; fails on call `fail_at` if set.
+    struct Quadratic {
+        space: ParamSpace,
+        calls: AtomicUsize,
+        fail_at: Option<usize>,
+    }
+
+    impl Quadratic {
+        fn new(fail_at: Option<usize>) -> Self {
+            let space = ParamSpace::new(vec![
+                Dim::continuous("x", 0.0, 1.0),
+                Dim::continuous("y", 0.0, 1.0),
+                Dim::categorical("c", ["a", "b"]),
+            ])
+            .expect("valid");
+            Self { space, calls: AtomicUsize::new(0), fail_at }
+        }
+    }
+
+    impl Environment for Quadratic {
+        fn space(&self) -> &ParamSpace {
+            &self.space
+        }
+        fn metric_name(&self) -> &str {
+            "score"
+        }
+        fn evaluate(&self, psi: &ParamValues, seed: u64, _split: Split) -> Result<Evaluation, BoxError> {
+            if Some(self.calls.fetch_add(1, Ordering::SeqCst)) == self.fail_at {
+                return Err("simulated crash".into());
+            }
+            let x = psi.continuous(0).ok_or("x")?;
+            let y = psi.continuous(1).ok_or("y")?;
+            let noise = (SeedTree::new(seed).seed() % 1000) as f64 / 1e5;
+            let reward = -(x - 0.3).powi(2) - (y - 0.7).powi(2) + noise;
+            Ok(Evaluation { reward, metrics: vec![("noise".into(), noise)] })
+        }
+        fn evaluate_target(&self, _seed: u64) -> Result<Evaluation, BoxError> {
+            Ok(Evaluation { reward: 0.0, metrics: vec![] })
+        }
+    }
+
+    fn config() -> MetaConfig {
+        MetaConfig {
+            iterations: 12,
+            samples_per_iteration: 8,
+            learning_rate: 0.05,
+            baseline_decay: 0.9,
+            grad_clip: 100.0,
+            entropy_bonus: 0.01,
+            normalise_advantages: true,
+            threads: 2,
+            policy: PolicyConfig {
+                init_std: 0.2,
+                learn_std: true,
+                min_std: 0.05,
+                init_mean: InitMean::Uniform { low: 0.1, high: 0.9 },
+            },
+        }
+    }
+
+    #[test]
+    fn resume_after_a_crash_equals_the_uninterrupted_run() {
+        let cfg = config();
+        let seeds = SeedTree::new(42);
+        let whole_dir = tempfile::tempdir().expect("tempdir");
+        let whole =
+            train_policy(&Quadratic::new(None), &cfg, seeds, whole_dir.path(), false, &Progress::hidden())
+                .expect("uninterrupted run");
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        // Crash during iteration 5 (calls 40..48).
+        let crashed =
+            train_policy(&Quadratic::new(Some(43)), &cfg, seeds, dir.path(), false, &Progress::hidden());
+        assert!(matches!(crashed, Err(MetaError::Environment { .. })), "{crashed:?}");
+        // Without --resume the existing run is left alone.
+        let refused =
+            train_policy(&Quadratic::new(None), &cfg, seeds, dir.path(), false, &Progress::hidden());
+        assert!(matches!(refused, Err(MetaError::RunExists { .. })));
+        let resumed = train_policy(&Quadratic::new(None), &cfg, seeds, dir.path(), true, &Progress::hidden())
+            .expect("resumed run");
+
+        assert_eq!(resumed.policy.omega(), whole.policy.omega());
+        let strip = |h: &[IterationRecord]| -> Vec<IterationRecord> {
+            h.iter()
+                .cloned()
+                .map(|mut r| {
+                    r.wall_s = 0.0;
+                    r
+                })
+                .collect()
+        };
+        assert_eq!(strip(&resumed.history), strip(&whole.history));
+        let csv = |d: &Path| std::fs::read_to_string(d.join("metrics.csv")).expect("metrics.csv");
+        assert_eq!(csv(dir.path()), csv(whole_dir.path()));
+    }
+
+    #[test]
+    fn resume_refuses_a_different_config() {
+        let cfg = config();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let seeds = SeedTree::new(1);
+        train_policy(&Quadratic::new(None), &cfg, seeds, dir.path(), false, &Progress::hidden())
+            .expect("run");
+        let other = MetaConfig { learning_rate: 0.5, ..cfg.clone() };
+        let err = train_policy(&Quadratic::new(None), &other, seeds, dir.path(), true, &Progress::hidden())
+            .expect_err("config differs");
+        assert!(err.to_string().contains("different meta config"), "{err}");
+        let err = train_policy(
+            &Quadratic::new(None),
+            &cfg,
+            SeedTree::new(2),
+            dir.path(),
+            true,
+            &Progress::hidden(),
+        )
+        .expect_err("seed differs");
+        assert!(err.to_string().contains("different seed"), "{err}");
+    }
+
+    #[test]
+    fn the_policy_climbs_towards_the_optimum() {
+        let cfg = MetaConfig { iterations: 60, ..config() };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let out = train_policy(
+            &Quadratic::new(None),
+            &cfg,
+            SeedTree::new(3),
+            dir.path(),
+            false,
+            &Progress::hidden(),
+        )
+        .expect("run");
+        let first = out.history.first().expect("history").mean_reward;
+        let last = out.history.last().expect("history").mean_reward;
+        assert!(last > first, "{first} -> {last}");
+        let mode = out.policy.mode();
+        let (x, y) = (mode.continuous(0).expect("x"), mode.continuous(1).expect("y"));
+        assert!((x - 0.3).abs() < 0.1 && (y - 0.7).abs() < 0.1, "mode ({x}, {y})");
+    }
+}

@@ -1,0 +1,343 @@
+//! The final comparison, repeated over several seeds: the learned ψ* (the policy's mode)
+//! against random ψ, random search with the same budget of main-task trainings, and the
+//! target's own parameters (the upper bound), each scored on the test split only.
+
+use std::path::Path;
+use std::time::Instant;
+
+use l2s_core::config::{InvalidField, Validate, check_count};
+use l2s_core::{ParamValues, SeedTree};
+use serde::{Deserialize, Serialize};
+
+use crate::config::MetaConfig;
+use crate::env::{BoxError, Environment, Split};
+use crate::policy::uniform_sample;
+use crate::progress::Progress;
+use crate::run::{MetaError, MetaOutcome, create_dir, evaluate_all, train_policy, worker_pool, write_atomic};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StudyConfig {
+    /// Independent repetitions of the whole study; the table gives mean ± std over them.
+    pub seeds: usize,
+    /// Main-task trainings per method in the final test, each on a fresh dataset draw
+    /// (for random ψ, each on a fresh ψ as well); their mean is the seed's score.
+    pub final_trainings: usize,
+}
+
+impl Validate for StudyConfig {
+    fn validate(&self) -> Result<(), InvalidField> {
+        check_count("seeds", self.seeds, 1, 1000)?;
+        check_count("final_trainings", self.final_trainings, 1, 1000)
+    }
+}
+
+/// One row of the final table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodSummary {
+    /// Stable key: `learned`, `random`, `random_search`, `target`.
+    pub method: String,
+    pub label: String,
+    /// Mean and sample standard deviation of the per-seed test scores.
+    pub mean: f64,
+    pub std: f64,
+    pub per_seed: Vec<f64>,
+    /// Main-task trainings spent searching for ψ, per seed.
+    pub search_trainings: usize,
+    /// Main-task trainings spent on the final test, per seed.
+    pub final_trainings: usize,
+    /// Wall time per seed, mean over seeds.
+    pub wall_s: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StudySummary {
+    pub metric: String,
+    pub master_seed: u64,
+    pub seeds: usize,
+    pub methods: Vec<MethodSummary>,
+    /// ψ* of each seed, described by name.
+    pub learned_psi: Vec<Vec<(String, String)>>,
+    /// The best ψ random search found, per seed.
+    pub random_search_psi: Vec<Vec<(String, String)>>,
+}
+
+impl StudySummary {
+    pub fn method(&self, key: &str) -> Option<&MethodSummary> {
+        self.methods.iter().find(|m| m.method == key)
+    }
+}
+
+/// What one seed produced; cached in `seed-N/result.json` so a resumed study skips it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct SeedResult {
+    learned: Score,
+    random: Score,
+    random_search: Score,
+    target: Score,
+    psi_star: ParamValues,
+    search_best: ParamValues,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Score {
+    mean: f64,
+    wall_s: f64,
+}
+
+/// One seed's learned policy, for reports.
+#[derive(Debug, Clone)]
+pub struct SeedRun {
+    pub seeds: SeedTree,
+    pub outcome: MetaOutcome,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+struct Manifest {
+    master_seed: u64,
+    fingerprint: String,
+}
+
+const MANIFEST_FILE: &str = "study.json";
+
+/// Runs the study into `out` (`seed-N/` per seed, `study.json`). `make_env` builds the
+/// environment of one seed (its validation and test sets) from that seed's tree;
+/// `fingerprint` identifies the full experiment config so `resume` refuses another one.
+#[allow(clippy::too_many_arguments)]
+pub fn run_study<E, F>(
+    make_env: F,
+    meta: &MetaConfig,
+    study: &StudyConfig,
+    master_seed: u64,
+    fingerprint: &str,
+    out: &Path,
+    resume: bool,
+    progress: &Progress,
+) -> Result<(StudySummary, Vec<SeedRun>), MetaError>
+where
+    E: Environment,
+    F: Fn(SeedTree) -> Result<E, BoxError>,
+{
+    create_dir(out)?;
+    let manifest_path = out.join(MANIFEST_FILE);
+    let manifest = Manifest { master_seed, fingerprint: fingerprint.to_string() };
+    if manifest_path.exists() {
+        if !resume {
+            return Err(MetaError::RunExists { path: out.to_path_buf() });
+        }
+        let text = std::fs::read_to_string(&manifest_path)
+            .map_err(|e| MetaError::BadCheckpoint { path: manifest_path.clone(), message: e.to_string() })?;
+        let found: Manifest = serde_json::from_str(&text)
+            .map_err(|e| MetaError::BadCheckpoint { path: manifest_path.clone(), message: e.to_string() })?;
+        if found != manifest {
+            return Err(MetaError::BadCheckpoint {
+                path: manifest_path,
+                message: "it was started with another config, target or seed\n  hint: resume with the same command line, or choose another --out".into(),
+            });
+        }
+    } else {
+        let json = serde_json::to_vec_pretty(&manifest).map_err(|e| MetaError::Write {
+            path: manifest_path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        write_atomic(&manifest_path, &json)?;
+    }
+
+    let master = SeedTree::new(master_seed);
+    let mut results = Vec::with_capacity(study.seeds);
+    let mut runs = Vec::with_capacity(study.seeds);
+    let mut space = None;
+    let mut metric = String::new();
+    for s in 0..study.seeds {
+        let seeds = master.child("seed").index(s as u64);
+        let env =
+            make_env(seeds.child("env")).map_err(|source| MetaError::EnvironmentSetup { seed: s, source })?;
+        metric = env.metric_name().to_string();
+        let dir = out.join(format!("seed-{s}"));
+        progress.phase(format!("seed {}/{} · learning ψ", s + 1, study.seeds));
+        let start = Instant::now();
+        let outcome = train_policy(&env, meta, seeds.child("meta"), &dir, resume, progress)?;
+        let learn_s = start.elapsed().as_secs_f64();
+        let result_path = dir.join("result.json");
+        let cached = if resume && result_path.exists() {
+            std::fs::read_to_string(&result_path)
+                .ok()
+                .and_then(|t| serde_json::from_str::<SeedResult>(&t).ok())
+        } else {
+            None
+        };
+        let result = match cached {
+            Some(r) => {
+                progress.advance(trainings_after_learning(meta, study) as u64);
+                r
+            }
+            None => {
+                let r = evaluate_seed(&env, &outcome, meta, study, seeds, learn_s, progress, s)?;
+                let json = serde_json::to_vec_pretty(&r).map_err(|e| MetaError::Write {
+                    path: result_path.clone(),
+                    source: std::io::Error::other(e),
+                })?;
+                write_atomic(&result_path, &json)?;
+                r
+            }
+        };
+        progress.note(&format!(
+            "seed {}/{}: {metric} on test — learned {:.4}, random {:.4}, random search {:.4}, target {:.4}",
+            s + 1,
+            study.seeds,
+            result.learned.mean,
+            result.random.mean,
+            result.random_search.mean,
+            result.target.mean
+        ));
+        space = Some(env.space().clone());
+        results.push(result);
+        runs.push(SeedRun { seeds, outcome });
+    }
+
+    let budget = meta.iterations * meta.samples_per_iteration;
+    let row = |method: &str, label: &str, search: usize, pick: &dyn Fn(&SeedResult) -> &Score| {
+        let per_seed: Vec<f64> = results.iter().map(|r| pick(r).mean).collect();
+        let (mean, std) = mean_std(&per_seed);
+        let wall_s = results.iter().map(|r| pick(r).wall_s).sum::<f64>() / results.len() as f64;
+        MethodSummary {
+            method: method.into(),
+            label: label.into(),
+            mean,
+            std,
+            per_seed,
+            search_trainings: search,
+            final_trainings: study.final_trainings,
+            wall_s,
+        }
+    };
+    let methods = vec![
+        row("random", "random ψ (uniform in the bounds)", 0, &|r| &r.random),
+        row("random_search", "random search (best of the budget by validation)", budget, &|r| {
+            &r.random_search
+        }),
+        row("learned", "learned ψ* (policy mode)", budget, &|r| &r.learned),
+        row("target", "target ψ_real (upper bound)", 0, &|r| &r.target),
+    ];
+    let describe = |pick: &dyn Fn(&SeedResult) -> &ParamValues| -> Vec<Vec<(String, String)>> {
+        results.iter().map(|r| space.as_ref().map(|sp| sp.describe(pick(r))).unwrap_or_default()).collect()
+    };
+    let summary = StudySummary {
+        metric,
+        master_seed,
+        seeds: study.seeds,
+        methods,
+        learned_psi: describe(&|r| &r.psi_star),
+        random_search_psi: describe(&|r| &r.search_best),
+    };
+    Ok((summary, runs))
+}
+
+fn trainings_after_learning(meta: &MetaConfig, study: &StudyConfig) -> usize {
+    meta.iterations * meta.samples_per_iteration + 4 * study.final_trainings
+}
+
+/// Total main-task trainings a study runs, for the progress bar.
+pub fn study_trainings(meta: &MetaConfig, study: &StudyConfig) -> u64 {
+    (study.seeds * (meta.iterations * meta.samples_per_iteration + trainings_after_learning(meta, study)))
+        as u64
+}
+
+fn mean_std(values: &[f64]) -> (f64, f64) {
+    let n = values.len() as f64;
+    let mean = values.iter().sum::<f64>() / n;
+    let std = if values.len() > 1 {
+        (values.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    (mean, std)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn evaluate_seed<E: Environment>(
+    env: &E,
+    outcome: &MetaOutcome,
+    meta: &MetaConfig,
+    study: &StudyConfig,
+    seeds: SeedTree,
+    learn_s: f64,
+    progress: &Progress,
+    seed_index: usize,
+) -> Result<SeedResult, MetaError> {
+    let pool = worker_pool(meta.threads, env.max_parallel())?;
+    let space = env.space();
+    let finals = study.final_trainings as u64;
+    let test_on = |psi: &ParamValues, label: &str| -> Result<f64, MetaError> {
+        let jobs: Vec<(ParamValues, u64)> =
+            (0..finals).map(|j| (psi.clone(), seeds.child(label).index(j).seed())).collect();
+        let evals = evaluate_all(env, &pool, &jobs, Split::Test, label)?;
+        progress.advance(finals);
+        Ok(evals.iter().map(|e| e.reward).sum::<f64>() / finals as f64)
+    };
+    let phase = |what: &str| progress.phase(format!("seed {}/{} · {what}", seed_index + 1, study.seeds));
+
+    phase("testing ψ*");
+    let start = Instant::now();
+    let psi_star = outcome.policy.mode();
+    let learned =
+        Score { mean: test_on(&psi_star, "final-learned")?, wall_s: learn_s + start.elapsed().as_secs_f64() };
+
+    phase("random ψ");
+    let start = Instant::now();
+    let jobs: Vec<(ParamValues, u64)> = (0..finals)
+        .map(|j| {
+            let psi = uniform_sample(space, &mut seeds.child("random-psi").index(j).rng());
+            (psi, seeds.child("final-random").index(j).seed())
+        })
+        .collect();
+    let evals = evaluate_all(env, &pool, &jobs, Split::Test, "random ψ")?;
+    progress.advance(finals);
+    let random = Score {
+        mean: evals.iter().map(|e| e.reward).sum::<f64>() / finals as f64,
+        wall_s: start.elapsed().as_secs_f64(),
+    };
+
+    phase("random search");
+    let start = Instant::now();
+    let budget = (meta.iterations * meta.samples_per_iteration) as u64;
+    let jobs: Vec<(ParamValues, u64)> = (0..budget)
+        .map(|n| {
+            let psi = uniform_sample(space, &mut seeds.child("search-psi").index(n).rng());
+            (psi, seeds.child("search-data").index(n).seed())
+        })
+        .collect();
+    let mut best: Option<(f64, ParamValues)> = None;
+    for chunk in jobs.chunks(meta.samples_per_iteration.max(1)) {
+        let evals = evaluate_all(env, &pool, chunk, Split::Validation, "random search")?;
+        progress.advance(chunk.len() as u64);
+        for ((psi, _), e) in chunk.iter().zip(evals) {
+            if best.as_ref().is_none_or(|(r, _)| e.reward > *r) {
+                best = Some((e.reward, psi.clone()));
+            }
+        }
+    }
+    let search_best = best.map_or_else(|| outcome.policy.mode(), |(_, psi)| psi);
+    let random_search =
+        Score { mean: test_on(&search_best, "final-search")?, wall_s: start.elapsed().as_secs_f64() };
+
+    phase("target ψ_real");
+    let start = Instant::now();
+    let target_scores: Vec<f64> = pool.install(|| {
+        use rayon::prelude::*;
+        (0..finals)
+            .into_par_iter()
+            .map(|j| {
+                env.evaluate_target(seeds.child("final-target").index(j).seed())
+                    .map(|e| e.reward)
+                    .map_err(|source| MetaError::Environment { what: "target ψ_real".into(), source })
+            })
+            .collect::<Result<Vec<f64>, MetaError>>()
+    })?;
+    progress.advance(finals);
+    let target = Score {
+        mean: target_scores.iter().sum::<f64>() / finals as f64,
+        wall_s: start.elapsed().as_secs_f64(),
+    };
+    Ok(SeedResult { learned, random, random_search, target, psi_star, search_best })
+}

@@ -1,0 +1,163 @@
+//! The `l2s` binary as a user meets it: help, config errors with their location, and a
+//! small toy experiment end to end, with resume.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn l2s(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_l2s")).args(args).current_dir(cwd).output().expect("l2s starts")
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The default toy config, made tiny, with its target copied beside it.
+fn tiny_config(dir: &Path) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("configs/toy_gmm.ron")).expect("default config");
+    let text = text
+        .replace("iterations: 60", "iterations: 4")
+        .replace("samples_per_iteration: 20", "samples_per_iteration: 6")
+        .replace("seeds: 5", "seeds: 2")
+        .replace("final_trainings: 10", "final_trainings: 2")
+        .replace("test_samples: 2000", "test_samples: 300");
+    std::fs::create_dir_all(dir.join("targets")).expect("targets dir");
+    std::fs::copy(repo().join("configs/targets/toy_gmm.ron"), dir.join("targets/toy_gmm.ron"))
+        .expect("copy target");
+    let path = dir.join("tiny.ron");
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+fn experiment(dir: &Path, config: &Path, extra: &[&str]) -> Output {
+    let mut args = vec!["experiment", "--config", config.to_str().expect("utf-8 path"), "--out"];
+    let out = dir.join("out");
+    args.push(out.to_str().expect("utf-8 path"));
+    args.extend(extra);
+    l2s(&args, dir)
+}
+
+#[test]
+fn help_lists_the_subcommands() {
+    let o = l2s(&["--help"], &repo());
+    assert!(o.status.success());
+    let text = String::from_utf8_lossy(&o.stdout);
+    for sub in ["experiment", "render", "preview", "bench"] {
+        assert!(text.contains(sub), "{sub} missing from:\n{text}");
+    }
+}
+
+#[test]
+fn malformed_config_names_file_line_and_column() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = tiny_config(dir.path());
+    let text = std::fs::read_to_string(&config).expect("read");
+    let line = 1 + text.lines().position(|l| l.contains("std: 0.6,")).expect("std line");
+    std::fs::write(&config, text.replace("std: 0.6,", "std: 0.6 ,,")).expect("write");
+    let o = experiment(dir.path(), &config, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains(&format!("{}:{line}:", config.display())), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn unknown_field_is_named_with_its_location() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = tiny_config(dir.path());
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, text.replace("svm: (c: 1.0,", "svm: (cost: 1.0,")).expect("write");
+    let o = experiment(dir.path(), &config, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("cost") && err.contains(&format!("{}:", config.display())), "{err}");
+}
+
+#[test]
+fn out_of_bounds_value_names_the_field() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = tiny_config(dir.path());
+    let text = std::fs::read_to_string(&config).expect("read");
+    std::fs::write(&config, text.replace("baseline_decay: 0.8", "baseline_decay: 1.8")).expect("write");
+    let o = experiment(dir.path(), &config, &[]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains("`meta.baseline_decay` is 1.8, but must lie in [0, 1]"), "{err}");
+}
+
+#[test]
+fn missing_files_are_named() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let o = experiment(dir.path(), &dir.path().join("nope.ron"), &[]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("nope.ron"), "{}", stderr(&o));
+
+    let config = tiny_config(dir.path());
+    let o = experiment(dir.path(), &config, &["--target", "missing-target.ron"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("missing-target.ron"), "{}", stderr(&o));
+}
+
+#[test]
+fn malformed_target_gives_a_located_error() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = tiny_config(dir.path());
+    let target = dir.path().join("bad_target.ron");
+    std::fs::write(&target, "(classes: [[(mean: (0.0, 0.0), std: 1.0)], [(mean: (1.0 0.0), std: 1.0)]])")
+        .expect("write");
+    let o = experiment(dir.path(), &config, &["--target", target.to_str().expect("utf-8")]);
+    assert_eq!(o.status.code(), Some(1));
+    let err = stderr(&o);
+    assert!(err.contains(&format!("{}:1:", target.display())), "{err}");
+}
+
+#[test]
+fn toy_experiment_runs_end_to_end_and_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = tiny_config(dir.path());
+    let o = experiment(dir.path(), &config, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = dir.path().join("out");
+    for file in
+        ["summary.json", "report.md", "decision_boundaries.png", "reward_curve.png", "psi_trajectories.png"]
+    {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    for file in ["checkpoint.json", "metrics.csv", "iterations.csv"] {
+        assert!(out.join("seed-1").join(file).is_file(), "seed-1/{file} missing");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    let methods = summary["methods"].as_array().expect("methods");
+    assert_eq!(methods.len(), 4);
+    assert_eq!(summary["seeds"], 2);
+    let first_summary = std::fs::read_to_string(out.join("summary.json")).expect("summary");
+
+    // Running again into the same directory is refused, and nothing there is touched.
+    let again = experiment(dir.path(), &config, &[]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("--resume"), "{}", stderr(&again));
+
+    // Resuming a finished run reproduces it; resuming with another seed count is refused.
+    let resumed = experiment(dir.path(), &config, &["--resume"]);
+    assert!(resumed.status.success(), "{}", stderr(&resumed));
+    let strip = |s: &str| -> serde_json::Value {
+        let mut v: serde_json::Value = serde_json::from_str(s).expect("json");
+        for m in v["methods"].as_array_mut().expect("methods") {
+            m["wall_s"] = serde_json::Value::Null;
+        }
+        v
+    };
+    assert_eq!(
+        strip(&first_summary),
+        strip(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+    );
+    let other = experiment(dir.path(), &config, &["--resume", "--seeds", "3"]);
+    assert_eq!(other.status.code(), Some(1));
+    assert!(stderr(&other).contains("another config"), "{}", stderr(&other));
+}

@@ -1,0 +1,164 @@
+//! `cargo xtask`: the project's tasks (matklad's cargo-xtask pattern). Every build here
+//! uses the one `release` profile, so tests, benchmarks and runs share one dependency build.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "cargo xtask",
+    bin_name = "cargo xtask",
+    about = "Tasks for the l2s project",
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Debug, Subcommand)]
+enum Task {
+    /// Build `l2s` (release) and run `l2s experiment [ARGS]` (default: configs/toy_gmm.ron).
+    Experiment {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// What CI runs: rustfmt check, clippy with warnings denied, every test (release profile).
+    Ci,
+    /// Build `l2s` and open the interactive scene preview.
+    Preview {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Run a criterion benchmark: toy (the whole toy experiment), render, train.
+    Bench {
+        #[arg(default_value = "toy")]
+        name: String,
+        /// Extra arguments for criterion (e.g. a filter).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+}
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+}
+
+fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    eprintln!("xtask: cargo {}", args.join(" "));
+    let status = Command::new(&cargo)
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("cannot start `{cargo}`"))?;
+    if !status.success() {
+        bail!("`cargo {}` failed ({status})", args.join(" "));
+    }
+    Ok(())
+}
+
+const VULKAN_PACKAGES: [&str; 2] = ["mesa-vulkan-drivers", "libvulkan1"];
+
+fn vulkan_present() -> bool {
+    let loader = [
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib64",
+        "/usr/lib",
+        "/usr/local/lib",
+    ]
+    .iter()
+    .any(|dir| Path::new(dir).join("libvulkan.so.1").exists());
+    let driver = std::env::var_os("VK_ICD_FILENAMES").is_some()
+        || std::env::var_os("VK_DRIVER_FILES").is_some()
+        || ["/usr/share/vulkan/icd.d", "/etc/vulkan/icd.d", "/usr/local/share/vulkan/icd.d"].iter().any(
+            |dir| {
+                std::fs::read_dir(dir).is_ok_and(|entries| {
+                    entries.flatten().any(|e| e.path().extension().is_some_and(|x| x == "json"))
+                })
+            },
+        );
+    loader && driver
+}
+
+fn is_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// Rendering needs a Vulkan loader and driver; without a GPU that is Mesa's lavapipe.
+/// As root with apt it is installed (announced first); otherwise the exact command is given.
+fn ensure_vulkan() -> anyhow::Result<()> {
+    if vulkan_present() {
+        return Ok(());
+    }
+    let packages = VULKAN_PACKAGES.join(" ");
+    let has_apt = Command::new("apt-get").arg("--version").output().is_ok_and(|o| o.status.success());
+    if has_apt && is_root() {
+        eprintln!(
+            "xtask: no Vulkan driver found; installing {packages} with apt-get (Mesa's software Vulkan, for rendering without a GPU)"
+        );
+        let run = |args: &[&str]| -> anyhow::Result<()> {
+            let status =
+                Command::new("apt-get").args(args).env("DEBIAN_FRONTEND", "noninteractive").status()?;
+            if !status.success() {
+                bail!("`apt-get {}` failed ({status})", args.join(" "));
+            }
+            Ok(())
+        };
+        run(&["update", "-qq"])?;
+        let mut install = vec!["install", "-y", "-qq", "--no-install-recommends"];
+        install.extend(VULKAN_PACKAGES);
+        run(&install)?;
+        if vulkan_present() {
+            return Ok(());
+        }
+        bail!("installed {packages}, but still no Vulkan loader and driver were found");
+    }
+    bail!(
+        "no Vulkan driver found (rendering needs one; without a GPU, Mesa's lavapipe).\n  fix: sudo apt-get install -y {packages}"
+    )
+}
+
+fn run_l2s(subcommand: &str, args: &[String]) -> anyhow::Result<()> {
+    let mut cargo_args = vec!["run", "--release", "--quiet", "--package", "l2s", "--", subcommand];
+    cargo_args.extend(args.iter().map(String::as_str));
+    cargo(&cargo_args)
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().task {
+        Task::Experiment { args } => run_l2s("experiment", &args),
+        Task::Preview { args } => {
+            ensure_vulkan()?;
+            run_l2s("preview", &args)
+        }
+        Task::Ci => {
+            ensure_vulkan()?;
+            cargo(&["fmt", "--all", "--check"])?;
+            cargo(&[
+                "clippy",
+                "--release",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ])?;
+            cargo(&["test", "--release", "--workspace", "--locked"])
+        }
+        Task::Bench { name, args } => {
+            let known = ["toy"];
+            if !known.contains(&name.as_str()) {
+                bail!("no benchmark `{name}`; available: {}", known.join(", "));
+            }
+            let mut cargo_args = vec!["bench", "--bench", name.as_str(), "--"];
+            cargo_args.extend(args.iter().map(String::as_str));
+            cargo(&cargo_args)
+        }
+    }
+}
