@@ -123,14 +123,42 @@ fn ensure_vulkan() -> anyhow::Result<()> {
     )
 }
 
-fn run_l2s(subcommand: &str, args: &[String]) -> anyhow::Result<()> {
-    let mut cargo_args = vec!["run", "--release", "--quiet", "--package", "l2s", "--", subcommand];
-    cargo_args.extend(args.iter().map(String::as_str));
-    cargo(&cargo_args)
+/// The build every task shares: the whole workspace with its tests and benchmarks, so the
+/// dependency features (dev-dependencies included) and thus the artifacts are those of
+/// `cargo xtask ci`; building `-p l2s` alone would rebuild Bevy and burn.
+const BUILD: [&str; 5] = ["build", "--release", "--workspace", "--all-targets", "--locked"];
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map_or_else(|| workspace_root().join("target"), PathBuf::from)
 }
 
-fn main() -> anyhow::Result<()> {
-    match Cli::parse().task {
+fn run_l2s(subcommand: &str, args: &[String]) -> anyhow::Result<()> {
+    cargo(&BUILD)?;
+    let binary = target_dir().join("release").join("l2s");
+    let status = Command::new(&binary)
+        .arg(subcommand)
+        .args(args)
+        .current_dir(workspace_root())
+        .status()
+        .with_context(|| format!("cannot start {}", binary.display()))?;
+    if !status.success() {
+        bail!("`l2s {subcommand}` failed ({status})");
+    }
+    Ok(())
+}
+
+fn main() -> std::process::ExitCode {
+    match run(Cli::parse().task) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("xtask: error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(task: Task) -> anyhow::Result<()> {
+    match task {
         Task::Experiment { args } => run_l2s("experiment", &args),
         Task::Preview { args } => {
             ensure_vulkan()?;
@@ -156,7 +184,7 @@ fn main() -> anyhow::Result<()> {
             if !known.contains(&name.as_str()) {
                 bail!("no benchmark `{name}`; available: {}", known.join(", "));
             }
-            let mut cargo_args = vec!["bench", "--bench", name.as_str(), "--"];
+            let mut cargo_args = vec!["bench", "--workspace", "--locked", "--bench", name.as_str(), "--"];
             cargo_args.extend(args.iter().map(String::as_str));
             cargo(&cargo_args)
         }
