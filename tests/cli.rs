@@ -18,9 +18,14 @@ fn repo() -> PathBuf {
 
 /// The default toy config, made tiny, with its target copied beside it.
 fn tiny_config(dir: &Path) -> PathBuf {
+    small_config(dir, 4)
+}
+
+/// The default toy config with `iterations` policy iterations and small everything else.
+fn small_config(dir: &Path, iterations: usize) -> PathBuf {
     let text = std::fs::read_to_string(repo().join("configs/toy_gmm.ron")).expect("default config");
     let text = text
-        .replace("iterations: 60", "iterations: 4")
+        .replace("iterations: 60", &format!("iterations: {iterations}"))
         .replace("samples_per_iteration: 20", "samples_per_iteration: 6")
         .replace("seeds: 5", "seeds: 2")
         .replace("final_trainings: 10", "final_trainings: 2")
@@ -33,12 +38,30 @@ fn tiny_config(dir: &Path) -> PathBuf {
     path
 }
 
-fn experiment(dir: &Path, config: &Path, extra: &[&str]) -> Output {
-    let mut args = vec!["experiment", "--config", config.to_str().expect("utf-8 path"), "--out"];
-    let out = dir.join("out");
-    args.push(out.to_str().expect("utf-8 path"));
+fn experiment_args<'a>(config: &'a Path, out: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "experiment",
+        "--config",
+        config.to_str().expect("utf-8 path"),
+        "--out",
+        out.to_str().expect("utf-8 path"),
+    ];
     args.extend(extra);
-    l2s(&args, dir)
+    args
+}
+
+fn experiment(dir: &Path, config: &Path, extra: &[&str]) -> Output {
+    l2s(&experiment_args(config, &dir.join("out"), extra), dir)
+}
+
+/// `summary.json` without the wall times, which are the only non-deterministic part.
+fn summary_without_times(out: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(out.join("summary.json")).expect("summary.json");
+    let mut v: serde_json::Value = serde_json::from_str(&text).expect("json");
+    for m in v["methods"].as_array_mut().expect("methods") {
+        m["wall_s"] = serde_json::Value::Null;
+    }
+    v
 }
 
 #[test]
@@ -136,7 +159,7 @@ fn toy_experiment_runs_end_to_end_and_resumes() {
     let methods = summary["methods"].as_array().expect("methods");
     assert_eq!(methods.len(), 4);
     assert_eq!(summary["seeds"], 2);
-    let first_summary = std::fs::read_to_string(out.join("summary.json")).expect("summary");
+    let first_summary = summary_without_times(&out);
 
     // Running again into the same directory is refused, and nothing there is touched.
     let again = experiment(dir.path(), &config, &[]);
@@ -146,18 +169,43 @@ fn toy_experiment_runs_end_to_end_and_resumes() {
     // Resuming a finished run reproduces it; resuming with another seed count is refused.
     let resumed = experiment(dir.path(), &config, &["--resume"]);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
-    let strip = |s: &str| -> serde_json::Value {
-        let mut v: serde_json::Value = serde_json::from_str(s).expect("json");
-        for m in v["methods"].as_array_mut().expect("methods") {
-            m["wall_s"] = serde_json::Value::Null;
-        }
-        v
-    };
-    assert_eq!(
-        strip(&first_summary),
-        strip(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
-    );
+    assert_eq!(first_summary, summary_without_times(&out));
     let other = experiment(dir.path(), &config, &["--resume", "--seeds", "3"]);
     assert_eq!(other.status.code(), Some(1));
     assert!(stderr(&other).contains("another config"), "{}", stderr(&other));
+}
+
+/// Kills a run as soon as its first checkpoint exists, resumes it, and compares with an
+/// uninterrupted run. Where the kill lands varies; the result must not.
+#[test]
+fn a_killed_run_resumes_to_the_uninterrupted_result() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = small_config(dir.path(), 30);
+    let whole = dir.path().join("whole");
+    let o = l2s(&experiment_args(&config, &whole, &[]), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+
+    let killed = dir.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_l2s"))
+        .args(experiment_args(&config, &killed, &[]))
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("l2s starts");
+    let checkpoint = killed.join("seed-0").join("checkpoint.json");
+    while !checkpoint.exists() && child.try_wait().expect("child status").is_none() {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // The run may have finished already; then there is nothing to kill.
+    let _ = child.kill();
+    child.wait().expect("reap");
+
+    let o = l2s(&experiment_args(&config, &killed, &["--resume"]), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary_without_times(&whole), summary_without_times(&killed));
+    for seed in ["seed-0", "seed-1"] {
+        let csv =
+            |root: &Path| std::fs::read_to_string(root.join(seed).join("metrics.csv")).expect("metrics.csv");
+        assert_eq!(csv(&whole), csv(&killed), "{seed}/metrics.csv differs");
+    }
 }

@@ -180,7 +180,7 @@ fn run(task: Task) -> anyhow::Result<()> {
             cargo(&["test", "--release", "--workspace", "--locked"])
         }
         Task::Bench { name, args } => {
-            let known = ["toy"];
+            let known = ["toy", "train"];
             if !known.contains(&name.as_str()) {
                 bail!("no benchmark `{name}`; available: {}", known.join(", "));
             }

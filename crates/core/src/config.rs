@@ -60,10 +60,10 @@ pub fn check_count(field: &str, value: usize, lo: usize, hi: usize) -> Result<()
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error(
-        "cannot read config file `{}`: {source}\n  hint: check the path (relative paths are taken from the current directory)",
+        "cannot read config file `{}`: {cause}\n  hint: check the path (relative paths are taken from the current directory)",
         path.display()
     )]
-    Read { path: PathBuf, source: std::io::Error },
+    Read { path: PathBuf, cause: std::io::Error },
     #[error("{}:{line}:{col}: {message}", path.display())]
     Syntax { path: PathBuf, line: usize, col: usize, message: String },
     #[error("{}: {field}", path.display())]
@@ -100,7 +100,7 @@ pub fn parse_ron<T: DeserializeOwned + Validate>(text: &str, path: &Path) -> Res
 /// Reads, parses and validates a RON file.
 pub fn load_ron<T: DeserializeOwned + Validate>(path: &Path) -> Result<T, ConfigError> {
     let text = std::fs::read_to_string(path)
-        .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        .map_err(|cause| ConfigError::Read { path: path.to_path_buf(), cause })?;
     parse_ron(&text, path)
 }
 

@@ -27,9 +27,20 @@ pub struct PolicySample {
     pub latent: Vec<f64>,
 }
 
+/// Where one dimension's parameters sit in ω.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Factor {
+    /// ω[at] is the mean, ω[at + 1] the log standard deviation (normalised units).
+    Gaussian { at: usize, low: f64, high: f64 },
+    /// ω[at..at + n] are the logits of the n choices.
+    Softmax { at: usize, n: usize },
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
     space: ParamSpace,
+    /// One factor per dimension of `space`, in order.
+    factors: Vec<Factor>,
     omega: Vec<f64>,
     learn_std: bool,
     min_log_std: f64,
@@ -42,24 +53,33 @@ fn softmax(logits: &[f64]) -> Vec<f64> {
     exp.into_iter().map(|e| e / sum).collect()
 }
 
+fn entropy_of(probs: &[f64]) -> f64 {
+    -probs.iter().filter(|p| **p > 0.0).map(|p| p * p.ln()).sum::<f64>()
+}
+
 impl Policy {
     /// A policy at its initial ω: means per `config.init_mean` (drawn with `rng` when
     /// random), standard deviations `config.init_std`, uniform categorical choices.
     pub fn new(space: ParamSpace, config: &PolicyConfig, rng: &mut impl Rng) -> Self {
         let mut omega = Vec::new();
+        let mut factors = Vec::with_capacity(space.len());
         for d in space.dims() {
             match d {
-                Dim::Continuous { .. } => {
+                Dim::Continuous { low, high, .. } => {
+                    factors.push(Factor::Gaussian { at: omega.len(), low: *low, high: *high });
                     let mean = match config.init_mean {
                         InitMean::Centre => 0.5,
                         InitMean::Uniform { low, high } => rng.random_range(low..=high),
                     };
                     omega.extend([mean, config.init_std.ln()]);
                 }
-                Dim::Categorical { choices, .. } => omega.extend(std::iter::repeat_n(0.0, choices.len())),
+                Dim::Categorical { choices, .. } => {
+                    factors.push(Factor::Softmax { at: omega.len(), n: choices.len() });
+                    omega.extend(std::iter::repeat_n(0.0, choices.len()));
+                }
             }
         }
-        Self { space, omega, learn_std: config.learn_std, min_log_std: config.min_std.ln() }
+        Self { space, factors, omega, learn_std: config.learn_std, min_log_std: config.min_std.ln() }
     }
 
     pub fn space(&self) -> &ParamSpace {
@@ -101,35 +121,34 @@ impl Policy {
         names
     }
 
+    fn probs(&self, at: usize, n: usize) -> Vec<f64> {
+        softmax(&self.omega[at..at + n])
+    }
+
     /// Draws ψ ~ π_ω.
     pub fn sample(&self, rng: &mut impl Rng) -> PolicySample {
-        let mut values = Vec::with_capacity(self.space.len());
+        let mut values = Vec::with_capacity(self.factors.len());
         let mut latent = Vec::new();
-        let mut at = 0;
-        for d in self.space.dims() {
-            match d {
-                Dim::Continuous { low, high, .. } => {
-                    let (mean, log_std) = (self.omega[at], self.omega[at + 1]);
+        for factor in &self.factors {
+            match *factor {
+                Factor::Gaussian { at, low, high } => {
                     let normal: f64 = StandardNormal.sample(rng);
-                    let z = mean + log_std.exp() * normal;
+                    let z = self.omega[at] + self.omega[at + 1].exp() * normal;
                     latent.push(z);
                     values.push(ParamValue::Continuous(low + z.clamp(0.0, 1.0) * (high - low)));
-                    at += 2;
                 }
-                Dim::Categorical { choices, .. } => {
-                    let probs = softmax(&self.omega[at..at + choices.len()]);
+                Factor::Softmax { at, n } => {
                     let u: f64 = rng.random();
                     let mut acc = 0.0;
-                    let mut pick = probs.len() - 1;
-                    for (i, p) in probs.iter().enumerate() {
-                        acc += p;
-                        if u < acc {
-                            pick = i;
-                            break;
-                        }
-                    }
+                    let pick = self
+                        .probs(at, n)
+                        .iter()
+                        .position(|p| {
+                            acc += p;
+                            u < acc
+                        })
+                        .unwrap_or(n - 1);
                     values.push(ParamValue::Categorical(pick));
-                    at += choices.len();
                 }
             }
         }
@@ -138,91 +157,80 @@ impl Policy {
 
     /// The most likely ψ: each mean clamped into its bounds, each most probable choice.
     pub fn mode(&self) -> ParamValues {
-        let mut values = Vec::with_capacity(self.space.len());
-        let mut at = 0;
-        for d in self.space.dims() {
-            match d {
-                Dim::Continuous { low, high, .. } => {
-                    values.push(ParamValue::Continuous(low + self.omega[at].clamp(0.0, 1.0) * (high - low)));
-                    at += 2;
-                }
-                Dim::Categorical { choices, .. } => {
-                    let logits = &self.omega[at..at + choices.len()];
-                    let best = (0..logits.len()).fold(0, |b, i| if logits[i] > logits[b] { i } else { b });
-                    values.push(ParamValue::Categorical(best));
-                    at += choices.len();
-                }
+        let values = self.factors.iter().map(|factor| match *factor {
+            Factor::Gaussian { at, low, high } => {
+                ParamValue::Continuous(low + self.omega[at].clamp(0.0, 1.0) * (high - low))
             }
-        }
-        ParamValues(values)
+            Factor::Softmax { at, n } => {
+                let logits = &self.omega[at..at + n];
+                ParamValue::Categorical((0..n).fold(0, |b, i| if logits[i] > logits[b] { i } else { b }))
+            }
+        });
+        ParamValues(values.collect())
     }
 
     /// The probabilities of each categorical dimension's choices, in the order of the space.
     pub fn choice_probabilities(&self) -> Vec<(String, Vec<f64>)> {
-        let mut out = Vec::new();
-        let mut at = 0;
-        for d in self.space.dims() {
-            match d {
-                Dim::Continuous { .. } => at += 2,
-                Dim::Categorical { name, choices } => {
-                    out.push((name.clone(), softmax(&self.omega[at..at + choices.len()])));
-                    at += choices.len();
-                }
-            }
-        }
-        out
+        self.space
+            .dims()
+            .iter()
+            .zip(&self.factors)
+            .filter_map(|(d, factor)| match *factor {
+                Factor::Softmax { at, n } => Some((d.name().to_string(), self.probs(at, n))),
+                Factor::Gaussian { .. } => None,
+            })
+            .collect()
+    }
+
+    /// Each factor with its draw in `sample`: the unclamped latent for a Gaussian, the
+    /// choice for a softmax. None if the sample does not belong to this policy's space.
+    fn draws(&self, sample: &PolicySample) -> Option<Vec<(Factor, f64, usize)>> {
+        let mut latent = sample.latent.iter();
+        self.factors
+            .iter()
+            .zip(&sample.values.0)
+            .map(|(factor, value)| match (factor, value) {
+                (Factor::Gaussian { .. }, _) => latent.next().map(|z| (*factor, *z, 0)),
+                (Factor::Softmax { .. }, ParamValue::Categorical(c)) => Some((*factor, 0.0, *c)),
+                (Factor::Softmax { .. }, ParamValue::Continuous(_)) => None,
+            })
+            .collect()
     }
 
     /// log π_ω(ψ), with the Gaussian densities taken at the unclamped draws.
     pub fn log_prob(&self, sample: &PolicySample) -> f64 {
-        let mut total = 0.0;
-        let mut at = 0;
-        let mut latent = sample.latent.iter();
-        for (d, v) in self.space.dims().iter().zip(&sample.values.0) {
-            match (d, v) {
-                (Dim::Continuous { .. }, _) => {
-                    let z = latent.next().copied().unwrap_or(f64::NAN);
+        let Some(draws) = self.draws(sample) else { return f64::NAN };
+        draws
+            .into_iter()
+            .map(|(factor, z, choice)| match factor {
+                Factor::Gaussian { at, .. } => {
                     let (mean, log_std) = (self.omega[at], self.omega[at + 1]);
                     let u = (z - mean) / log_std.exp();
-                    total += -0.5 * u * u - log_std - 0.5 * (2.0 * std::f64::consts::PI).ln();
-                    at += 2;
+                    -0.5 * u * u - log_std - 0.5 * (2.0 * std::f64::consts::PI).ln()
                 }
-                (Dim::Categorical { choices, .. }, ParamValue::Categorical(c)) => {
-                    let probs = softmax(&self.omega[at..at + choices.len()]);
-                    total += probs.get(*c).copied().unwrap_or(0.0).ln();
-                    at += choices.len();
-                }
-                (Dim::Categorical { .. }, ParamValue::Continuous(_)) => return f64::NAN,
-            }
-        }
-        total
+                Factor::Softmax { at, n } => self.probs(at, n).get(choice).copied().unwrap_or(0.0).ln(),
+            })
+            .sum()
     }
 
     /// ∇_ω log π_ω(ψ), exactly. Entries of the log-stds are zero when they are not learned.
     pub fn grad_log_prob(&self, sample: &PolicySample) -> Vec<f64> {
         let mut grad = vec![0.0; self.omega.len()];
-        let mut at = 0;
-        let mut latent = sample.latent.iter();
-        for (d, v) in self.space.dims().iter().zip(&sample.values.0) {
-            match (d, v) {
-                (Dim::Continuous { .. }, _) => {
-                    let z = latent.next().copied().unwrap_or(f64::NAN);
+        for (factor, z, choice) in self.draws(sample).unwrap_or_default() {
+            match factor {
+                Factor::Gaussian { at, .. } => {
                     let (mean, log_std) = (self.omega[at], self.omega[at + 1]);
                     let var = (2.0 * log_std).exp();
                     grad[at] = (z - mean) / var;
                     if self.learn_std {
                         grad[at + 1] = (z - mean) * (z - mean) / var - 1.0;
                     }
-                    at += 2;
                 }
-                (Dim::Categorical { choices, .. }, ParamValue::Categorical(c)) => {
-                    let probs = softmax(&self.omega[at..at + choices.len()]);
-                    for (j, p) in probs.iter().enumerate() {
-                        grad[at + j] = if j == *c { 1.0 - p } else { -p };
+                Factor::Softmax { at, n } => {
+                    for (j, p) in self.probs(at, n).into_iter().enumerate() {
+                        grad[at + j] = if j == choice { 1.0 - p } else { -p };
                     }
-                    at += choices.len();
                 }
-                (Dim::Categorical { choices, .. }, ParamValue::Continuous(_)) => at += choices.len(),
             }
         }
         grad
@@ -230,66 +238,52 @@ impl Policy {
 
     /// The entropy of π_ω (a sum over the factors).
     pub fn entropy(&self) -> f64 {
-        let mut total = 0.0;
-        let mut at = 0;
-        for d in self.space.dims() {
-            match d {
-                Dim::Continuous { .. } => {
-                    total +=
-                        0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E).ln() + self.omega[at + 1];
-                    at += 2;
+        self.factors
+            .iter()
+            .map(|factor| match *factor {
+                Factor::Gaussian { at, .. } => {
+                    0.5 * (2.0 * std::f64::consts::PI * std::f64::consts::E).ln() + self.omega[at + 1]
                 }
-                Dim::Categorical { choices, .. } => {
-                    let probs = softmax(&self.omega[at..at + choices.len()]);
-                    total -= probs.iter().filter(|p| **p > 0.0).map(|p| p * p.ln()).sum::<f64>();
-                    at += choices.len();
-                }
-            }
-        }
-        total
+                Factor::Softmax { at, n } => entropy_of(&self.probs(at, n)),
+            })
+            .sum()
     }
 
     /// ∇_ω of [`Self::entropy`].
     pub fn grad_entropy(&self) -> Vec<f64> {
         let mut grad = vec![0.0; self.omega.len()];
-        let mut at = 0;
-        for d in self.space.dims() {
-            match d {
-                Dim::Continuous { .. } => {
+        for factor in &self.factors {
+            match *factor {
+                Factor::Gaussian { at, .. } => {
                     if self.learn_std {
                         grad[at + 1] = 1.0;
                     }
-                    at += 2;
                 }
-                Dim::Categorical { choices, .. } => {
-                    let probs = softmax(&self.omega[at..at + choices.len()]);
-                    let entropy: f64 = -probs.iter().filter(|p| **p > 0.0).map(|p| p * p.ln()).sum::<f64>();
-                    for (j, p) in probs.iter().enumerate() {
-                        grad[at + j] = if *p > 0.0 { -p * (p.ln() + entropy) } else { 0.0 };
+                Factor::Softmax { at, n } => {
+                    let probs = self.probs(at, n);
+                    let entropy = entropy_of(&probs);
+                    for (j, p) in probs.into_iter().enumerate() {
+                        grad[at + j] = if p > 0.0 { -p * (p.ln() + entropy) } else { 0.0 };
                     }
-                    at += choices.len();
                 }
             }
         }
         grad
     }
 
-    /// Keeps ω where the policy is well defined: log-stds above the floor (and not
-    /// learned ones fixed), means near the bounds, logits centred and bounded.
+    /// Keeps ω where the policy is well defined: log-stds above the floor, means inside
+    /// the bounds, logits centred and bounded.
     pub fn project(&mut self) {
-        let mut at = 0;
-        for d in self.space.dims() {
-            match d {
-                Dim::Continuous { .. } => {
+        for factor in &self.factors {
+            match *factor {
+                Factor::Gaussian { at, .. } => {
                     self.omega[at] = self.omega[at].clamp(MEAN_RANGE.0, MEAN_RANGE.1);
                     self.omega[at + 1] = self.omega[at + 1].clamp(self.min_log_std, 0.0);
-                    at += 2;
                 }
-                Dim::Categorical { choices, .. } => {
-                    let block = &mut self.omega[at..at + choices.len()];
-                    let mean = block.iter().sum::<f64>() / block.len() as f64;
+                Factor::Softmax { at, n } => {
+                    let block = &mut self.omega[at..at + n];
+                    let mean = block.iter().sum::<f64>() / n as f64;
                     block.iter_mut().for_each(|l| *l = (*l - mean).clamp(-LOGIT_LIMIT, LOGIT_LIMIT));
-                    at += choices.len();
                 }
             }
         }

@@ -1,7 +1,8 @@
 //! Progress reporting: a bar with ETA on a terminal, plain log lines otherwise.
 
 use std::io::IsTerminal;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
@@ -10,7 +11,12 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 pub struct Progress {
     bar: ProgressBar,
     interactive: bool,
+    /// When the last plain log line went out (non-interactive mode only).
+    last_line: Arc<Mutex<Option<Instant>>>,
 }
+
+/// Plain log lines come at most this often, so logs of long runs stay readable.
+const LOG_INTERVAL: Duration = Duration::from_secs(2);
 
 impl Progress {
     /// A bar on stderr when it is a terminal; otherwise silent, with notes going to the log.
@@ -29,20 +35,38 @@ impl Progress {
         if interactive {
             bar.enable_steady_tick(Duration::from_millis(250));
         }
-        Self { bar, interactive }
+        Self { bar, interactive, last_line: Arc::default() }
     }
 
     /// Reports nothing anywhere (tests, nested runs).
     pub fn hidden() -> Self {
-        Self { bar: ProgressBar::hidden(), interactive: false }
+        Self { bar: ProgressBar::hidden(), interactive: false, last_line: Arc::default() }
+    }
+
+    /// Names the unit of work the phases belong to (e.g. "seed 2/5").
+    pub fn context(&self, text: String) {
+        self.bar.set_prefix(text);
     }
 
     pub fn advance(&self, trainings: u64) {
         self.bar.inc(trainings);
     }
 
-    /// Sets the phase shown on the bar (e.g. "seed 2/5 · learn 13/40 · reward 0.912").
+    /// Sets the phase shown on the bar (e.g. "seed 2/5 · learn 13/40 · reward 0.912");
+    /// without a terminal, logs it with the count and ETA, at most every two seconds.
     pub fn phase(&self, text: String) {
+        if !self.interactive {
+            let mut last = self.last_line.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            if last.is_none_or(|t| t.elapsed() >= LOG_INTERVAL) {
+                *last = Some(Instant::now());
+                let (pos, len) = (self.bar.position(), self.bar.length().unwrap_or(0));
+                tracing::info!(
+                    "[{pos}/{len} trainings, ETA {}s] {} {text}",
+                    self.bar.eta().as_secs(),
+                    self.bar.prefix()
+                );
+            }
+        }
         self.bar.set_message(text);
     }
 

@@ -21,11 +21,11 @@ const CHECKPOINT_FORMAT: u32 = 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MetaError {
-    #[error("{what}: the environment failed: {source}")]
+    #[error("{what}: the environment failed")]
     Environment { what: String, source: BoxError },
     #[error("{what}: the reward is {reward}, not a finite number (a bug in the environment)")]
     NonFiniteReward { what: String, reward: f64 },
-    #[error("cannot write `{}`: {source}", path.display())]
+    #[error("cannot write `{}`", path.display())]
     Write { path: PathBuf, source: std::io::Error },
     #[error("checkpoint `{}` cannot be used: {message}", path.display())]
     BadCheckpoint { path: PathBuf, message: String },
@@ -36,7 +36,7 @@ pub enum MetaError {
     RunExists { path: PathBuf },
     #[error("cannot start {threads} worker threads: {message}")]
     Threads { threads: usize, message: String },
-    #[error("cannot build the environment for seed {seed}: {source}")]
+    #[error("cannot build the environment for seed {seed}")]
     EnvironmentSetup { seed: usize, source: BoxError },
 }
 

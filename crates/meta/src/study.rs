@@ -154,7 +154,8 @@ where
             make_env(seeds.child("env")).map_err(|source| MetaError::EnvironmentSetup { seed: s, source })?;
         metric = env.metric_name().to_string();
         let dir = out.join(format!("seed-{s}"));
-        progress.phase(format!("seed {}/{} · learning ψ", s + 1, study.seeds));
+        progress.context(format!("seed {}/{} ·", s + 1, study.seeds));
+        progress.phase("learning ψ".into());
         let start = Instant::now();
         let outcome = train_policy(&env, meta, seeds.child("meta"), &dir, resume, progress)?;
         let learn_s = start.elapsed().as_secs_f64();
@@ -172,7 +173,7 @@ where
                 r
             }
             None => {
-                let r = evaluate_seed(&env, &outcome, meta, study, seeds, learn_s, progress, s)?;
+                let r = evaluate_seed(&env, &outcome, meta, study, seeds, learn_s, progress)?;
                 let json = serde_json::to_vec_pretty(&r).map_err(|e| MetaError::Write {
                     path: result_path.clone(),
                     source: std::io::Error::other(e),
@@ -263,7 +264,6 @@ fn evaluate_seed<E: Environment>(
     seeds: SeedTree,
     learn_s: f64,
     progress: &Progress,
-    seed_index: usize,
 ) -> Result<SeedResult, MetaError> {
     let pool = worker_pool(meta.threads, env.max_parallel())?;
     let space = env.space();
@@ -275,7 +275,7 @@ fn evaluate_seed<E: Environment>(
         progress.advance(finals);
         Ok(evals.iter().map(|e| e.reward).sum::<f64>() / finals as f64)
     };
-    let phase = |what: &str| progress.phase(format!("seed {}/{} · {what}", seed_index + 1, study.seeds));
+    let phase = |what: &str| progress.phase(what.to_string());
 
     phase("testing ψ*");
     let start = Instant::now();

@@ -107,7 +107,7 @@ pub fn run_toy_experiment(mut config: ToyConfig, options: &ToyRunOptions) -> Res
 
 fn write_figures(out: &Path, env: &ToyEnv, run: &SeedRun) -> Result<(), ToyError> {
     let history = &run.outcome.history;
-    plot_reward_curve(&out.join("reward_curve.png"), "validation accuracy", history)?;
+    plot_reward_curve(&out.join("reward_curve.png"), "accuracy", history)?;
     plot_psi_trajectories(&out.join("psi_trajectories.png"), &run.outcome.policy, history)?;
     let seed = run.seeds.child("figure").seed();
     let sim = env.simulator();

@@ -1,67 +1,19 @@
-//! Main task models in burn 0.22, written once for any device: car counting (a CNN that
-//! regresses the count of each of the five car types) and semantic segmentation (a small
-//! encoder-decoder), trained on the renderer's in-memory samples or an exported dataset.
-//!
-//! Status: this crate holds the backend selection; the models, data pipeline and training
-//! loop are the next step (see ARCHITECTURE.md).
+//! Main task models in burn 0.22, written once for any device (burn's `flex` CPU backend or
+//! a GPU through wgpu), in the layout of burn's own examples: [`data`] (samples in memory
+//! and their batches), [`model`] (car counting CNN, segmentation U-Net), [`training`]
+//! (Adam, seeded batch order, fine-tuning, evaluation, weights on disk) and [`metrics`].
 
-use burn::tensor::{Device, DeviceKind};
+pub mod backend;
+pub mod data;
+pub mod metrics;
+pub mod model;
+pub mod training;
 
-/// Which burn device trains the main task models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum BackendChoice {
-    /// A hardware GPU through wgpu when there is one, else the CPU.
-    #[default]
-    Auto,
-    /// burn's `flex` CPU backend.
-    Cpu,
-    /// wgpu on the default adapter (which is Mesa's lavapipe on a machine without a GPU).
-    Wgpu,
-}
-
-impl std::str::FromStr for BackendChoice {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        match s {
-            "auto" => Ok(Self::Auto),
-            "cpu" => Ok(Self::Cpu),
-            "wgpu" => Ok(Self::Wgpu),
-            other => Err(format!("unknown backend `{other}`; choose auto, cpu or wgpu")),
-        }
-    }
-}
-
-/// The device for `choice`, with autodiff enabled for training.
-///
-/// `Auto` resolves to the CPU until adapter probing lands with the models: on the
-/// machines this project runs on without a GPU, wgpu would pick lavapipe, which trains
-/// 5x slower than `flex` (../shared/feasibility.md).
-pub fn training_device(choice: BackendChoice) -> Device {
-    match choice {
-        BackendChoice::Auto | BackendChoice::Cpu => Device::flex().autodiff(),
-        BackendChoice::Wgpu => Device::wgpu(DeviceKind::DefaultDevice).autodiff(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use burn::tensor::Tensor;
-
-    /// The CPU backend builds and differentiates: d/dx Σ x² = 2x.
-    #[test]
-    fn cpu_backend_computes_gradients() {
-        let device = training_device(BackendChoice::Cpu);
-        let x = Tensor::<1>::from_floats([1.0, -2.0, 3.0], &device).require_grad();
-        let grads = (x.clone() * x.clone()).sum().backward();
-        let grad = x.grad(&grads).expect("x is tracked").into_data().try_to_vec::<f32>().expect("f32 data");
-        assert_eq!(grad, vec![2.0, -4.0, 6.0]);
-    }
-
-    #[test]
-    fn backend_names_parse() {
-        assert_eq!("cpu".parse(), Ok(BackendChoice::Cpu));
-        assert!("cuda".parse::<BackendChoice>().is_err());
-    }
-}
+pub use backend::{BackendChoice, training_device};
+pub use data::{DataError, Dataset, Sample};
+pub use metrics::{CountingMetrics, SegmentationMetrics};
+pub use model::{CountingCnn, CountingCnnConfig, SegmentationNet, SegmentationNetConfig};
+pub use training::{
+    TrainConfig, TrainError, Trained, evaluate_counting, evaluate_segmentation, train_counting,
+    train_segmentation,
+};

@@ -1,0 +1,119 @@
+//! The main task models, in burn's device-agnostic style: the same code trains on the
+//! `flex` CPU backend and on a GPU through wgpu.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfig};
+use burn::nn::pool::{AdaptiveAvgPool2d, AdaptiveAvgPool2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::prelude::*;
+
+use crate::metrics::CAR_TYPES;
+
+fn conv3x3(channels_in: usize, channels_out: usize, stride: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([channels_in, channels_out], [3, 3])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .init(device)
+}
+
+/// Counts the cars of each of the five types: three 3x3 stride-2 convolutions with ReLU,
+/// global average pooling and a linear head (the network of BENCHMARKS.md, so its
+/// throughput compares directly with PyTorch's).
+#[derive(Config, Debug)]
+pub struct CountingCnnConfig {
+    /// Channels of the first convolution; the next two double it.
+    #[config(default = 16)]
+    pub width: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct CountingCnn {
+    conv1: Conv2d,
+    conv2: Conv2d,
+    conv3: Conv2d,
+    activation: Relu,
+    pool: AdaptiveAvgPool2d,
+    head: Linear,
+}
+
+impl CountingCnnConfig {
+    pub fn init(&self, device: &Device) -> CountingCnn {
+        let w = self.width;
+        CountingCnn {
+            conv1: conv3x3(3, w, 2, device),
+            conv2: conv3x3(w, 2 * w, 2, device),
+            conv3: conv3x3(2 * w, 4 * w, 2, device),
+            activation: Relu::new(),
+            pool: AdaptiveAvgPool2dConfig::new([1, 1]).init(),
+            head: LinearConfig::new(4 * w, CAR_TYPES).init(device),
+        }
+    }
+}
+
+impl CountingCnn {
+    /// Images `[batch, 3, height, width]` in [0, 1] → counts `[batch, 5]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<2> {
+        let x = self.activation.forward(self.conv1.forward(images));
+        let x = self.activation.forward(self.conv2.forward(x));
+        let x = self.activation.forward(self.conv3.forward(x));
+        let [batch, channels, _, _] = x.dims();
+        self.head.forward(self.pool.forward(x).reshape([batch, channels]))
+    }
+}
+
+/// A small U-Net: two stride-2 encoder stages, transposed-convolution decoder stages with
+/// skip connections, and a 1x1 head giving one logit per class and pixel.
+#[derive(Config, Debug)]
+pub struct SegmentationNetConfig {
+    pub classes: usize,
+    #[config(default = 16)]
+    pub width: usize,
+}
+
+#[derive(Module, Debug)]
+pub struct SegmentationNet {
+    stem: Conv2d,
+    down1: Conv2d,
+    down2: Conv2d,
+    up2: ConvTranspose2d,
+    fuse2: Conv2d,
+    up1: ConvTranspose2d,
+    fuse1: Conv2d,
+    head: Conv2d,
+    activation: Relu,
+}
+
+impl SegmentationNetConfig {
+    pub fn init(&self, device: &Device) -> SegmentationNet {
+        let w = self.width;
+        let up = |c_in: usize, c_out: usize| {
+            ConvTranspose2dConfig::new([c_in, c_out], [2, 2]).with_stride([2, 2]).init(device)
+        };
+        SegmentationNet {
+            stem: conv3x3(3, w, 1, device),
+            down1: conv3x3(w, 2 * w, 2, device),
+            down2: conv3x3(2 * w, 4 * w, 2, device),
+            up2: up(4 * w, 2 * w),
+            fuse2: conv3x3(4 * w, 2 * w, 1, device),
+            up1: up(2 * w, w),
+            fuse1: conv3x3(2 * w, w, 1, device),
+            head: Conv2dConfig::new([w, self.classes], [1, 1]).init(device),
+            activation: Relu::new(),
+        }
+    }
+}
+
+impl SegmentationNet {
+    /// Images `[batch, 3, height, width]` (height and width divisible by 4) → logits
+    /// `[batch, classes, height, width]`.
+    pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
+        let relu = |x| self.activation.forward(x);
+        let full = relu(self.stem.forward(images));
+        let half = relu(self.down1.forward(full.clone()));
+        let quarter = relu(self.down2.forward(half.clone()));
+        let x = relu(self.up2.forward(quarter));
+        let x = relu(self.fuse2.forward(Tensor::cat(vec![x, half], 1)));
+        let x = relu(self.up1.forward(x));
+        let x = relu(self.fuse1.forward(Tensor::cat(vec![x, full], 1)));
+        self.head.forward(x)
+    }
+}

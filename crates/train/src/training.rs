@@ -1,0 +1,273 @@
+//! Training and evaluation of the main task models: Adam, mini-batches in a seeded order,
+//! from scratch or fine-tuned from given weights.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use burn::module::Module;
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
+use l2s_core::SeedTree;
+use l2s_core::config::{InvalidField, Validate, check_count, check_range};
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{DataError, Dataset};
+use crate::metrics::{CAR_TYPES, ConfusionMatrix, CountingMetrics, SegmentationMetrics, counting_metrics};
+use crate::model::{CountingCnn, CountingCnnConfig, SegmentationNet, SegmentationNetConfig};
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// ξ: passes over the training set.
+    pub epochs: usize,
+    pub batch_size: usize,
+    pub learning_rate: f64,
+    /// Initial weights and batch order derive from it.
+    pub seed: u64,
+}
+
+impl Validate for TrainConfig {
+    fn validate(&self) -> Result<(), InvalidField> {
+        check_count("epochs", self.epochs, 1, 100_000)?;
+        check_count("batch_size", self.batch_size, 1, 65_536)?;
+        check_range("learning_rate", self.learning_rate, 1e-9, 10.0)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    #[error(transparent)]
+    Data(#[from] DataError),
+    #[error("invalid training config: {0}")]
+    Config(#[from] InvalidField),
+    #[error("cannot {action} weights `{}`: {message}", path.display())]
+    Weights { action: &'static str, path: std::path::PathBuf, message: String },
+}
+
+/// A trained model and its mean training loss per epoch.
+#[derive(Debug, Clone)]
+pub struct Trained<M> {
+    pub model: M,
+    pub epoch_losses: Vec<f32>,
+}
+
+/// burn draws initial weights from one process-wide generator per backend, when a
+/// parameter is first used; trainings on several threads take turns seeding it and
+/// materialising their weights, so each gets exactly the weights its seed gives.
+static INIT_LOCK: Mutex<()> = Mutex::new(());
+
+fn fresh<M: Module>(device: &Device, seed: u64, build: impl FnOnce(&Device) -> M) -> M {
+    let _turn = INIT_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+    device.seed(SeedTree::new(seed).child("weights").seed());
+    let model = build(device);
+    // Reading the parameters out and back in draws every lazy initial value now.
+    let record = model.clone().into_record();
+    model.load_record(record)
+}
+
+/// Runs `config.epochs` epochs of Adam on `loss(model, batch indices)`.
+fn fit<M: Module>(
+    mut model: M,
+    config: &TrainConfig,
+    samples: usize,
+    loss: impl Fn(&M, &[usize]) -> Tensor<1>,
+) -> Trained<M> {
+    let mut optimiser = AdamConfig::new().init();
+    let mut order: Vec<usize> = (0..samples).collect();
+    let mut epoch_losses = Vec::with_capacity(config.epochs);
+    for epoch in 0..config.epochs {
+        order.shuffle(&mut SeedTree::new(config.seed).child("order").index(epoch as u64).rng());
+        let mut total = 0.0;
+        let mut batches = 0;
+        for batch in order.chunks(config.batch_size) {
+            let value = loss(&model, batch);
+            total += value.clone().into_scalar::<f32>();
+            batches += 1;
+            let grads = GradientsParams::from_grads(value.backward(), &model);
+            model = optimiser.step(config.learning_rate, model, grads);
+        }
+        epoch_losses.push(total / batches.max(1) as f32);
+    }
+    Trained { model, epoch_losses }
+}
+
+/// Trains the counting model with an L1 loss on the counts; `start` fine-tunes given weights.
+pub fn train_counting(
+    device: &Device,
+    config: &TrainConfig,
+    data: &Dataset,
+    start: Option<CountingCnn>,
+) -> Result<Trained<CountingCnn>, TrainError> {
+    config.validate()?;
+    data.check(None)?;
+    let model = start.unwrap_or_else(|| fresh(device, config.seed, |d| CountingCnnConfig::new().init(d)));
+    Ok(fit(model, config, data.len(), |m, batch| {
+        (m.forward(data.images(batch, device)) - data.counts(batch, device)).abs().mean()
+    }))
+}
+
+/// Trains the segmentation model with pixel-wise cross-entropy.
+pub fn train_segmentation(
+    device: &Device,
+    config: &TrainConfig,
+    classes: usize,
+    data: &Dataset,
+    start: Option<SegmentationNet>,
+) -> Result<Trained<SegmentationNet>, TrainError> {
+    config.validate()?;
+    data.check(Some(classes))?;
+    let model =
+        start.unwrap_or_else(|| fresh(device, config.seed, |d| SegmentationNetConfig::new(classes).init(d)));
+    let criterion = CrossEntropyLossConfig::new().init(device);
+    Ok(fit(model, config, data.len(), |m, batch| {
+        let logits = m.forward(data.images(batch, device));
+        let [b, c, h, w] = logits.dims();
+        criterion.forward(logits.permute([0, 2, 3, 1]).reshape([b * h * w, c]), data.classes(batch, device))
+    }))
+}
+
+const EVAL_BATCH: usize = 64;
+
+/// Counting metrics of `model` on `data`.
+pub fn evaluate_counting(
+    model: &CountingCnn,
+    data: &Dataset,
+    device: &Device,
+) -> Result<CountingMetrics, TrainError> {
+    data.check(None)?;
+    let model = model.valid();
+    let device = device.clone().without_autodiff();
+    let indices: Vec<usize> = (0..data.len()).collect();
+    let mut predicted = Vec::with_capacity(data.len());
+    for batch in indices.chunks(EVAL_BATCH) {
+        let values = model
+            .forward(data.images(batch, &device))
+            .into_data()
+            .try_into_vec_as::<f32>()
+            .unwrap_or_default();
+        predicted.extend(values.chunks_exact(CAR_TYPES).map(|c| [c[0], c[1], c[2], c[3], c[4]]));
+    }
+    let truth: Vec<[f32; CAR_TYPES]> = data.samples.iter().map(|s| s.counts).collect();
+    Ok(counting_metrics(&predicted, &truth))
+}
+
+/// Segmentation metrics of `model` on `data`; `car_class` picks the headline IoU.
+pub fn evaluate_segmentation(
+    model: &SegmentationNet,
+    data: &Dataset,
+    classes: usize,
+    car_class: usize,
+    device: &Device,
+) -> Result<SegmentationMetrics, TrainError> {
+    data.check(Some(classes))?;
+    let model = model.valid();
+    let device = device.clone().without_autodiff();
+    let mut confusion = ConfusionMatrix::new(classes);
+    let indices: Vec<usize> = (0..data.len()).collect();
+    for batch in indices.chunks(EVAL_BATCH) {
+        let predicted: Vec<u8> = model
+            .forward(data.images(batch, &device))
+            .argmax(1)
+            .into_data()
+            .try_into_vec_as::<i64>()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| u8::try_from(c).unwrap_or(u8::MAX))
+            .collect();
+        let truth: Vec<u8> = batch.iter().flat_map(|i| data.samples[*i].classes.iter().copied()).collect();
+        confusion.add(&truth, &predicted);
+    }
+    Ok(confusion.metrics(car_class))
+}
+
+/// Writes `model`'s weights (burn's burnpack format; `.bpk` is added when `path` has no extension).
+pub fn save_weights<M: Module>(model: &M, path: &Path) -> Result<(), TrainError> {
+    model.clone().save_file(path).map_err(|e| TrainError::Weights {
+        action: "write",
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+/// Loads weights saved by [`save_weights`] into `model` (built with the same config).
+pub fn load_weights<M: Module>(model: M, path: &Path) -> Result<M, TrainError> {
+    model.try_load_file(path).map_err(|e| TrainError::Weights {
+        action: "read",
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SIZE: usize = 32;
+
+    fn synthetic(n: usize, seed: u64) -> Dataset {
+        Dataset::squares(n, SIZE, seed)
+    }
+
+    fn config(epochs: usize) -> TrainConfig {
+        TrainConfig { epochs, batch_size: 8, learning_rate: 3e-3, seed: 7 }
+    }
+
+    fn device() -> Device {
+        Device::flex().autodiff()
+    }
+
+    #[test]
+    fn counting_model_overfits_a_handful_of_images() {
+        let data = synthetic(8, 1);
+        let config = TrainConfig { learning_rate: 1e-3, ..config(2000) };
+        let trained = train_counting(&device(), &config, &data, None).expect("trains");
+        let metrics = evaluate_counting(&trained.model, &data, &device()).expect("evaluates");
+        assert!(metrics.mae < 0.15, "MAE {} (losses ... {:?})", metrics.mae, &trained.epoch_losses[1990..]);
+        assert!(metrics.exact_accuracy >= 0.875, "{metrics:?}");
+    }
+
+    #[test]
+    fn segmentation_model_overfits_a_handful_of_images() {
+        let data = synthetic(4, 2);
+        let trained =
+            train_segmentation(&device(), &config(150), 1 + CAR_TYPES, &data, None).expect("trains");
+        let metrics =
+            evaluate_segmentation(&trained.model, &data, 1 + CAR_TYPES, 1, &device()).expect("evaluates");
+        assert!(metrics.mean_iou > 0.9, "{metrics:?} (last loss {:?})", trained.epoch_losses.last());
+    }
+
+    #[test]
+    fn one_seed_gives_the_same_weights_and_saved_weights_reload() {
+        let data = synthetic(8, 3);
+        let a = train_counting(&device(), &config(3), &data, None).expect("trains");
+        let b = train_counting(&device(), &config(3), &data, None).expect("trains");
+        let outputs = |m: &CountingCnn| -> Vec<f32> {
+            let d = Device::flex();
+            m.valid().forward(data.images(&[0, 1, 2], &d)).into_data().try_into_vec_as::<f32>().expect("f32")
+        };
+        assert_eq!(outputs(&a.model), outputs(&b.model));
+        assert_eq!(a.epoch_losses, b.epoch_losses);
+        let other =
+            train_counting(&device(), &TrainConfig { seed: 8, ..config(3) }, &data, None).expect("trains");
+        assert_ne!(outputs(&a.model), outputs(&other.model));
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("counting");
+        save_weights(&a.model, &path).expect("saves");
+        let loaded = load_weights(CountingCnnConfig::new().init(&device()), &path).expect("loads");
+        assert_eq!(outputs(&a.model), outputs(&loaded));
+        assert!(load_weights(CountingCnnConfig::new().init(&device()), &dir.path().join("missing")).is_err());
+    }
+
+    #[test]
+    fn bad_data_is_refused() {
+        let mut data = synthetic(2, 4);
+        data.samples[1].image.pop();
+        assert!(matches!(train_counting(&device(), &config(1), &data, None), Err(TrainError::Data(_))));
+        let data = synthetic(2, 4);
+        let err = train_segmentation(&device(), &config(1), 3, &data, None).expect_err("classes up to 5");
+        assert!(err.to_string().contains("not below the model's 3 classes"), "{err}");
+    }
+}
