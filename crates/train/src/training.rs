@@ -261,6 +261,30 @@ mod tests {
         assert!(load_weights(CountingCnnConfig::new().init(&device()), &dir.path().join("missing")).is_err());
     }
 
+    /// The meta-learner trains K models at once: trainings on parallel threads must give
+    /// exactly the weights they give one after the other.
+    #[test]
+    fn concurrent_trainings_match_sequential_ones() {
+        let data = synthetic(8, 5);
+        let run = |seed: u64| -> Vec<f32> {
+            let trained =
+                train_counting(&device(), &TrainConfig { seed, ..config(2) }, &data, None).expect("trains");
+            trained
+                .model
+                .valid()
+                .forward(data.images(&[0, 1], &Device::flex()))
+                .into_data()
+                .try_into_vec_as::<f32>()
+                .expect("f32")
+        };
+        let sequential: Vec<Vec<f32>> = (0..4).map(run).collect();
+        let concurrent: Vec<Vec<f32>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = (0..4).map(|seed| scope.spawn(move || run(seed))).collect();
+            handles.into_iter().map(|h| h.join().expect("training thread")).collect()
+        });
+        assert_eq!(sequential, concurrent);
+    }
+
     #[test]
     fn bad_data_is_refused() {
         let mut data = synthetic(2, 4);
