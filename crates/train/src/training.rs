@@ -42,6 +42,8 @@ pub enum TrainError {
     Data(#[from] DataError),
     #[error("invalid training config: {0}")]
     Config(#[from] InvalidField),
+    #[error("cannot read the model's output back from the device: {0}")]
+    Readback(String),
     #[error("cannot {action} weights `{}`: {message}", path.display())]
     Weights { action: &'static str, path: std::path::PathBuf, message: String },
 }
@@ -146,7 +148,7 @@ pub fn evaluate_counting(
             .forward(data.images(batch, &device))
             .into_data()
             .try_into_vec_as::<f32>()
-            .unwrap_or_default();
+            .map_err(|e| TrainError::Readback(format!("{e:?}")))?;
         predicted.extend(values.chunks_exact(CAR_TYPES).map(|c| [c[0], c[1], c[2], c[3], c[4]]));
     }
     let truth: Vec<[f32; CAR_TYPES]> = data.samples.iter().map(|s| s.counts).collect();
@@ -172,7 +174,7 @@ pub fn evaluate_segmentation(
             .argmax(1)
             .into_data()
             .try_into_vec_as::<i64>()
-            .unwrap_or_default()
+            .map_err(|e| TrainError::Readback(format!("{e:?}")))?
             .into_iter()
             .map(|c| u8::try_from(c).unwrap_or(u8::MAX))
             .collect();
