@@ -33,7 +33,7 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run a criterion benchmark: toy (the whole toy experiment), render, train.
+    /// Run a criterion benchmark: toy (the whole toy experiment) or train (main-task training throughput).
     Bench {
         #[arg(default_value = "toy")]
         name: String,

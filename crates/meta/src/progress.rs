@@ -52,7 +52,7 @@ impl Progress {
         self.bar.inc(trainings);
     }
 
-    /// Sets the phase shown on the bar (e.g. "seed 2/5 · learn 13/40 · reward 0.912");
+    /// Sets the phase shown after the context (e.g. "iteration 13/60 · mean reward 0.912");
     /// without a terminal, logs it with the count and ETA, at most every two seconds.
     pub fn phase(&self, text: String) {
         if !self.interactive {
