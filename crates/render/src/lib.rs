@@ -1,10 +1,21 @@
-//! Bevy plugins that turn a [`l2s_scene::SceneDescription`] into pixels: RGB plus exact
-//! ground truth (semantic class ids, instance ids, depth), headless or in a window.
+//! Bevy plugins and a headless renderer that turn a [`l2s_scene::SceneDescription`] into
+//! pixels: RGB plus exact ground truth (semantic class ids, instance ids, depth), per-type
+//! car counts and 2-D boxes.
 //!
-//! Status: this crate holds the label definitions that every consumer of the renderer
-//! agrees on; the scene-building, physics-placement and capture plugins are the next step
-//! (see ARCHITECTURE.md).
+//! - [`geometry`]: meshes generated in code (five car silhouettes, houses, road).
+//! - [`physics`]: cars dropped on the road and settled with rapier.
+//! - [`spawn`]: description → entities, each drawn twice (lit RGB, label material).
+//! - [`headless`]: [`Renderer`], the library call that renders scenes into [`Frame`]s.
+//! - [`frame`]: decoding and checking of label readbacks, visible cars, counts, boxes.
 
+pub mod frame;
+pub mod geometry;
+pub mod headless;
 pub mod labels;
+pub mod materials;
+pub mod physics;
+pub mod spawn;
 
+pub use frame::{Frame, VisibleCar};
+pub use headless::{AdapterSummary, RenderError, RenderSettings, Renderer, probe_adapter};
 pub use labels::SemanticClass;

@@ -1,0 +1,13 @@
+// Label pass: writes exact ground truth instead of a colour. Rendered unlit into an
+// Rgba16Float target with no MSAA, tonemapping, dithering or blending, so each channel
+// holds an integer (or depth) exactly: r = semantic class id, g = instance id,
+// b = depth along the camera's view axis in metres, a = 1 where geometry was drawn.
+#import bevy_pbr::{forward_io::VertexOutput, mesh_view_bindings::view}
+
+@group(#{MATERIAL_BIND_GROUP}) @binding(0) var<uniform> label: vec4<f32>;
+
+@fragment
+fn fragment(in: VertexOutput) -> @location(0) vec4<f32> {
+    let view_position = view.view_from_world * vec4(in.world_position.xyz, 1.0);
+    return vec4(label.x, label.y, -view_position.z, 1.0);
+}

@@ -1,0 +1,279 @@
+//! Scene description → Bevy entities. Every visible thing is spawned twice, on two render
+//! layers: once with a lit material for the RGB camera and once with a [`LabelMaterial`]
+//! for the label camera, sharing one mesh, so the two images align pixel for pixel.
+//!
+//! Static parts (terrain, road, sidewalks, markings, houses) are merged into one mesh per
+//! semantic class; each car is its own entity so it gets its own instance id.
+
+use bevy::camera::visibility::RenderLayers;
+use bevy::light::NotShadowCaster;
+use bevy::prelude::*;
+use l2s_core::SeedTree;
+use l2s_scene::{House, RoofKind, SceneDescription, Weather, WeatherState};
+use rand::Rng;
+
+use crate::geometry::Geometry;
+use crate::labels::SemanticClass;
+use crate::materials::{LabelMaterial, SharedAssets};
+use crate::physics::CarPose;
+
+/// Road and terrain extend this far behind the camera, metres.
+const BEHIND: f32 = 30.0;
+/// Half the side of the terrain square, metres.
+const TERRAIN_HALF: f32 = 600.0;
+
+/// The merged static geometry of one scene, one entry per semantic class, plus rain.
+#[derive(Debug, Clone, Default)]
+pub struct SceneGeometry {
+    pub terrain: Geometry,
+    pub road: Geometry,
+    pub sidewalks: Geometry,
+    pub markings: Geometry,
+    pub buildings: Geometry,
+    /// Rain streaks: drawn in the RGB image only, never labelled.
+    pub rain: Geometry,
+}
+
+fn rgba(c: [f32; 3]) -> [f32; 4] {
+    [c[0], c[1], c[2], 1.0]
+}
+
+/// Builds the static geometry of `scene`; rain positions come from the scene's seed.
+pub fn scene_geometry(scene: &SceneDescription) -> SceneGeometry {
+    let road = &scene.road;
+    let length = road.length as f32;
+    let half = road.half_width() as f32;
+    let sidewalk = road.sidewalk_width as f32;
+    let wet = scene.weather.wetness as f32;
+    let mut g = SceneGeometry::default();
+    let z_mid = (length - BEHIND) / 2.0;
+    let z_half = (length + BEHIND) / 2.0;
+    let grass = [0.22 - 0.08 * wet, 0.36 - 0.1 * wet, 0.12 - 0.04 * wet];
+    g.terrain.quad([0.0, -0.03, z_mid], [0.0, 0.0, TERRAIN_HALF], [TERRAIN_HALF, 0.0, 0.0], rgba(grass));
+    let asphalt = 0.3 - 0.17 * wet;
+    g.road.quad([0.0, 0.0, z_mid], [0.0, 0.0, z_half], [half, 0.0, 0.0], rgba([asphalt; 3]));
+    for side in [-1.0f32, 1.0] {
+        let inner = side * half;
+        let outer = side * (half + sidewalk);
+        let (x0, x1) = if side < 0.0 { (outer, inner) } else { (inner, outer) };
+        let grey = 0.55 - 0.2 * wet;
+        g.sidewalks.cuboid([x0, -0.05, -BEHIND], [x1, 0.15, length], [grey * 0.8, grey * 0.8, grey * 0.8, 1.0], rgba([grey; 3]));
+    }
+    for m in &road.markings {
+        let (z0, z1) = (m.z_start as f32, m.z_end as f32);
+        let z0 = if m.z_start <= 0.0 { -BEHIND } else { z0 };
+        g.markings.quad(
+            [m.x as f32, 0.01, (z0 + z1) / 2.0],
+            [0.0, 0.0, (z1 - z0) / 2.0],
+            [m.width as f32 / 2.0, 0.0, 0.0],
+            rgba([0.85 - 0.2 * wet; 3]),
+        );
+    }
+    for house in &scene.houses {
+        add_house(&mut g.buildings, house);
+    }
+    add_rain(&mut g.rain, scene);
+    g
+}
+
+fn add_house(g: &mut Geometry, house: &House) {
+    let (x, z) = (house.x as f32, house.z as f32);
+    let (w, d, h) = (house.width as f32, house.depth as f32, house.height as f32);
+    let (x0, x1, z0, z1) = (x - d / 2.0, x + d / 2.0, z - w / 2.0, z + w / 2.0);
+    let wall = rgba(house.wall_colour);
+    let roof = rgba(house.roof_colour);
+    g.cuboid([x0, -0.05, z0], [x1, h, z1], wall, wall);
+    // Windows and a door on the wall that faces the road, a hair in front of it.
+    let facing_road = if x > 0.0 { -1.0 } else { 1.0 };
+    let face_x = if x > 0.0 { x0 } else { x1 } + facing_road * 0.02;
+    let right = [0.0, 0.0, -facing_road];
+    let glass = [0.12, 0.15, 0.2, 1.0];
+    let storeys = (h / 3.0).floor().max(1.0) as i32;
+    let columns = ((w - 1.0) / 2.5).floor().max(1.0) as i32;
+    for storey in 0..storeys {
+        for column in 0..columns {
+            let cz = z0 + (column as f32 + 0.5) * w / columns as f32;
+            if storey == 0 && column == columns / 2 {
+                g.quad([face_x, 1.05, cz], right.map(|v| v * 0.5), [0.0, 1.05, 0.0], [0.25, 0.15, 0.1, 1.0]);
+                continue;
+            }
+            let cy = storey as f32 * 3.0 + 1.6;
+            if cy + 0.6 < h {
+                g.quad([face_x, cy, cz], right.map(|v| v * 0.55), [0.0, 0.6, 0.0], glass);
+            }
+        }
+    }
+    match house.roof {
+        RoofKind::Flat => g.cuboid([x0 - 0.2, h, z0 - 0.2], [x1 + 0.2, h + 0.35, z1 + 0.2], roof, roof),
+        RoofKind::Gabled => {
+            let (x0, x1, z0, z1) = (x0 - 0.3, x1 + 0.3, z0 - 0.3, z1 + 0.3);
+            let (xm, top) = (x, h + 0.35 * d);
+            g.polygon(&[[x0, h, z0], [x0, h, z1], [xm, top, z1], [xm, top, z0]], roof);
+            g.polygon(&[[x1, h, z1], [x1, h, z0], [xm, top, z0], [xm, top, z1]], roof);
+            g.polygon(&[[x1, h, z0], [x0, h, z0], [xm, top, z0]], wall);
+            g.polygon(&[[x0, h, z1], [x1, h, z1], [xm, top, z1]], wall);
+        }
+    }
+}
+
+fn add_rain(g: &mut Geometry, scene: &SceneDescription) {
+    let weather = &scene.weather;
+    if weather.rain_density <= 0.0 {
+        return;
+    }
+    let mut rng = SeedTree::new(scene.seed).child("rain").rng();
+    let count = (weather.rain_density * 4.0) as usize;
+    let camera_x = scene.camera.x as f32;
+    for _ in 0..count {
+        let x = camera_x + rng.random_range(-9.0..9.0);
+        let y = rng.random_range(0.0..7.0);
+        let z = rng.random_range(1.5..30.0);
+        let slant: f32 = rng.random_range(-0.05..0.05);
+        g.quad([x, y, z], [-0.012, 0.0, 0.0], [slant, 0.3, 0.0], [1.0; 4]);
+    }
+}
+
+/// The render layers of one scene: its RGB entities and its label entities.
+#[derive(Debug, Clone)]
+pub struct SceneLayers {
+    pub rgb: RenderLayers,
+    pub label: RenderLayers,
+}
+
+/// Marks the root entity of a spawned scene; despawning it frees the whole scene.
+#[derive(Component, Debug, Clone, Copy)]
+pub struct SceneRoot {
+    pub seed: u64,
+}
+
+/// Spawns `scene` with the car poses from physics; returns the root entity.
+pub fn spawn_scene(world: &mut World, scene: &SceneDescription, poses: &[CarPose], layers: &SceneLayers) -> Entity {
+    let shared = world.resource::<SharedAssets>().clone();
+    let geometry = scene_geometry(scene);
+    let wet = scene.weather.wetness as f32;
+    let root = world.spawn((SceneRoot { seed: scene.seed }, Transform::IDENTITY, Visibility::Visible)).id();
+    let lit = |world: &mut World, roughness: f32| {
+        world.resource_mut::<Assets<StandardMaterial>>().add(StandardMaterial {
+            base_color: Color::WHITE,
+            perceptual_roughness: roughness,
+            ..default()
+        })
+    };
+    let statics = [
+        (geometry.terrain, SemanticClass::Terrain, 0.95),
+        (geometry.road, SemanticClass::Road, 0.85 - 0.6 * wet),
+        (geometry.sidewalks, SemanticClass::Sidewalk, 0.9 - 0.4 * wet),
+        (geometry.markings, SemanticClass::LaneMarking, 0.7 - 0.4 * wet),
+        (geometry.buildings, SemanticClass::Building, 0.85),
+    ];
+    for (part, class, roughness) in statics {
+        if part.is_empty() {
+            continue;
+        }
+        let mesh = world.resource_mut::<Assets<Mesh>>().add(part.into_mesh());
+        let material = lit(world, roughness);
+        let caster = class == SemanticClass::Building;
+        let mut rgb = world.spawn((Mesh3d(mesh.clone()), MeshMaterial3d(material), layers.rgb.clone(), ChildOf(root)));
+        if !caster {
+            rgb.insert(NotShadowCaster);
+        }
+        world.spawn((Mesh3d(mesh), MeshMaterial3d(shared.class_label(class)), layers.label.clone(), ChildOf(root)));
+    }
+    if !geometry.rain.is_empty() {
+        let mesh = world.resource_mut::<Assets<Mesh>>().add(geometry.rain.into_mesh());
+        world.spawn((Mesh3d(mesh), MeshMaterial3d(shared.rain.clone()), NotShadowCaster, layers.rgb.clone(), ChildOf(root)));
+    }
+    for (car, pose) in scene.cars.iter().zip(poses) {
+        let transform = Transform::from_translation(pose.translation).with_rotation(pose.rotation);
+        let mesh = shared.car_mesh(car.kind);
+        let paint = world.resource_mut::<Assets<StandardMaterial>>().add(StandardMaterial {
+            base_color: Color::linear_rgb(car.colour[0], car.colour[1], car.colour[2]),
+            perceptual_roughness: 0.35,
+            metallic: 0.2,
+            ..default()
+        });
+        let label = world.resource_mut::<Assets<LabelMaterial>>().add(LabelMaterial::new(SemanticClass::Car, car.id));
+        world.spawn((Mesh3d(mesh.clone()), MeshMaterial3d(paint), transform, layers.rgb.clone(), ChildOf(root)));
+        world.spawn((Mesh3d(mesh), MeshMaterial3d(label), transform, layers.label.clone(), ChildOf(root)));
+    }
+    root
+}
+
+/// Where the scene's camera stands and looks: along +z, pitched down, slightly yawed.
+pub fn camera_transform(scene: &SceneDescription) -> Transform {
+    let c = &scene.camera;
+    let (pitch, yaw) = ((c.pitch_deg as f32).to_radians(), (c.yaw_deg as f32).to_radians());
+    let direction = Vec3::new(yaw.sin() * pitch.cos(), -pitch.sin(), yaw.cos() * pitch.cos());
+    Transform::from_xyz(c.x as f32, c.height as f32, 0.0).looking_to(direction, Vec3::Y)
+}
+
+pub fn projection(scene: &SceneDescription) -> Projection {
+    Projection::Perspective(PerspectiveProjection {
+        fov: (scene.camera.vertical_fov_deg as f32).to_radians(),
+        near: 0.1,
+        far: 2000.0,
+        ..default()
+    })
+}
+
+/// The sun: a directional light shining from the scene's elevation and azimuth.
+pub fn sun(scene: &SceneDescription) -> (DirectionalLight, Transform) {
+    let light = &scene.light;
+    let (e, a) = ((light.sun_elevation_deg as f32).to_radians(), (light.sun_azimuth_deg as f32).to_radians());
+    let towards_sun = Vec3::new(e.cos() * a.sin(), e.sin(), e.cos() * a.cos());
+    let warm = (1.0 - (light.sun_elevation_deg as f32 / 25.0)).clamp(0.0, 1.0);
+    let sun = DirectionalLight {
+        illuminance: light.sun_illuminance as f32,
+        color: Color::linear_rgb(1.0, 1.0 - 0.25 * warm, 1.0 - 0.5 * warm),
+        ..default()
+    };
+    (sun, Transform::IDENTITY.looking_to(-towards_sun, Vec3::Y))
+}
+
+/// Diffuse sky light for the RGB camera.
+pub fn ambient(scene: &SceneDescription) -> AmbientLight {
+    AmbientLight { color: Color::linear_rgb(0.8, 0.87, 1.0), brightness: 12_000.0 * scene.light.ambient as f32, ..default() }
+}
+
+/// Sky colour seen by the RGB camera; fog and rain fade towards it.
+pub fn sky_colour(weather: &WeatherState) -> Color {
+    let i = weather.intensity as f32;
+    match weather.kind {
+        Weather::Clear => Color::srgb(0.45, 0.65, 0.92),
+        Weather::Overcast => Color::srgb(0.62 - 0.12 * i, 0.65 - 0.12 * i, 0.7 - 0.12 * i),
+        Weather::Rain => Color::srgb(0.45 - 0.1 * i, 0.48 - 0.1 * i, 0.52 - 0.1 * i),
+        Weather::Fog => Color::srgb(0.74, 0.76, 0.78),
+    }
+}
+
+/// Distance fog with the weather's visibility; none in clear weather.
+pub fn fog(weather: &WeatherState) -> Option<DistanceFog> {
+    weather.visibility.is_finite().then(|| DistanceFog {
+        color: sky_colour(weather),
+        falloff: FogFalloff::from_visibility(weather.visibility as f32),
+        ..default()
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use l2s_scene::{TrafficParams, sample_scene};
+
+    use super::*;
+
+    #[test]
+    fn static_geometry_covers_the_road_and_follows_psi() {
+        let short = TrafficParams { road_length: 40.0, ..TrafficParams::default() };
+        let long = TrafficParams { road_length: 200.0, ..TrafficParams::default() };
+        let a = scene_geometry(&sample_scene(&short, 1).expect("valid"));
+        let b = scene_geometry(&sample_scene(&long, 1).expect("valid"));
+        assert!((a.road.bounds().1[2] - 40.0).abs() < 1e-3);
+        assert!((b.road.bounds().1[2] - 200.0).abs() < 1e-3);
+        assert!(b.markings.indices.len() > 3 * a.markings.indices.len());
+        assert!(a.rain.is_empty());
+        let rain = TrafficParams { weather: Weather::Rain, weather_intensity: 1.0, ..TrafficParams::default() };
+        let scene = sample_scene(&rain, 1).expect("valid");
+        assert_eq!(scene_geometry(&scene).rain.indices, scene_geometry(&scene).rain.indices);
+        assert!(!scene_geometry(&scene).rain.is_empty());
+    }
+}
