@@ -65,7 +65,7 @@ impl Default for RenderSettings {
             width: 256,
             height: 256,
             scenes_per_frame: 8,
-            antialias: true,
+            antialias: false,
             shadows: true,
             min_visible_pixels: 20,
             settle_steps: SettleConfig::default().steps,
@@ -327,6 +327,7 @@ impl Renderer {
         app.finish();
         app.cleanup();
         app.init_resource::<SharedAssets>();
+        app.init_resource::<spawn::MaterialCache>();
         let mut renderer = Self { app, settings, slots: Vec::new(), sink, next_generation: 1, adapter };
         for index in 0..renderer.settings.scenes_per_frame {
             let slot = renderer.spawn_slot(index as usize);

@@ -49,7 +49,15 @@ pub fn scene_geometry(scene: &SceneDescription) -> SceneGeometry {
     let z_mid = (length - BEHIND) / 2.0;
     let z_half = (length + BEHIND) / 2.0;
     let grass = [0.22 - 0.08 * wet, 0.36 - 0.1 * wet, 0.12 - 0.04 * wet];
-    g.terrain.quad([0.0, -0.03, z_mid], [0.0, 0.0, TERRAIN_HALF], [TERRAIN_HALF, 0.0, 0.0], rgba(grass));
+    // Terrain around the road, not under it: no hidden pixels to shade.
+    let edge = half + sidewalk;
+    let strip = (TERRAIN_HALF - edge) / 2.0;
+    for side in [-1.0f32, 1.0] {
+        let centre = [side * (edge + strip), -0.03, (TERRAIN_HALF - BEHIND) / 2.0];
+        g.terrain.quad(centre, [0.0, 0.0, (TERRAIN_HALF + BEHIND) / 2.0], [strip, 0.0, 0.0], rgba(grass));
+    }
+    let beyond = (TERRAIN_HALF - length) / 2.0;
+    g.terrain.quad([0.0, -0.03, length + beyond], [0.0, 0.0, beyond], [edge, 0.0, 0.0], rgba(grass));
     let asphalt = 0.3 - 0.17 * wet;
     g.road.quad([0.0, 0.0, z_mid], [0.0, 0.0, z_half], [half, 0.0, 0.0], rgba([asphalt; 3]));
     for side in [-1.0f32, 1.0] {
@@ -146,6 +154,42 @@ pub struct SceneRoot {
     pub seed: u64,
 }
 
+/// Car materials reused from scene to scene, so a new scene creates no material for its
+/// cars: paint by colour quantised to 1/64, labels by instance id. Both stay bounded
+/// (colours come from a palette with small jitter; ids are at most the cars of a scene).
+#[derive(Resource, Debug, Default)]
+pub struct MaterialCache {
+    paints: std::collections::HashMap<[u8; 3], Handle<StandardMaterial>>,
+    car_labels: Vec<Handle<LabelMaterial>>,
+}
+
+impl MaterialCache {
+    fn paint(&mut self, world: &mut World, colour: [f32; 3]) -> Handle<StandardMaterial> {
+        let key = colour.map(|c| (c.clamp(0.0, 1.0) * 64.0).round() as u8);
+        self.paints
+            .entry(key)
+            .or_insert_with(|| {
+                let [r, g, b] = key.map(|v| f32::from(v) / 64.0);
+                world.resource_mut::<Assets<StandardMaterial>>().add(StandardMaterial {
+                    base_color: Color::linear_rgb(r, g, b),
+                    perceptual_roughness: 0.35,
+                    metallic: 0.2,
+                    ..default()
+                })
+            })
+            .clone()
+    }
+
+    fn car_label(&mut self, world: &mut World, id: u32) -> Handle<LabelMaterial> {
+        while self.car_labels.len() <= id as usize {
+            let next = u32::try_from(self.car_labels.len()).unwrap_or(u32::MAX);
+            let material = world.resource_mut::<Assets<LabelMaterial>>().add(LabelMaterial::new(SemanticClass::Car, next));
+            self.car_labels.push(material);
+        }
+        self.car_labels[id as usize].clone()
+    }
+}
+
 /// Spawns `scene` with the car poses from physics; returns the root entity.
 pub fn spawn_scene(world: &mut World, scene: &SceneDescription, poses: &[CarPose], layers: &SceneLayers) -> Entity {
     let shared = world.resource::<SharedAssets>().clone();
@@ -186,13 +230,8 @@ pub fn spawn_scene(world: &mut World, scene: &SceneDescription, poses: &[CarPose
     for (car, pose) in scene.cars.iter().zip(poses) {
         let transform = Transform::from_translation(pose.translation).with_rotation(pose.rotation);
         let mesh = shared.car_mesh(car.kind);
-        let paint = world.resource_mut::<Assets<StandardMaterial>>().add(StandardMaterial {
-            base_color: Color::linear_rgb(car.colour[0], car.colour[1], car.colour[2]),
-            perceptual_roughness: 0.35,
-            metallic: 0.2,
-            ..default()
-        });
-        let label = world.resource_mut::<Assets<LabelMaterial>>().add(LabelMaterial::new(SemanticClass::Car, car.id));
+        let paint = world.resource_scope(|world, mut cache: Mut<MaterialCache>| cache.paint(world, car.colour));
+        let label = world.resource_scope(|world, mut cache: Mut<MaterialCache>| cache.car_label(world, car.id));
         world.spawn((Mesh3d(mesh.clone()), MeshMaterial3d(paint), transform, layers.rgb.clone(), ChildOf(root)));
         world.spawn((Mesh3d(mesh), MeshMaterial3d(label), transform, layers.label.clone(), ChildOf(root)));
     }
