@@ -45,8 +45,8 @@ enum Command {
     },
     /// Export a labelled dataset rendered by the traffic simulator.
     Render {
-        /// Scene config (RON).
-        #[arg(long)]
+        /// Dataset config (RON): ψ, master seed, render settings.
+        #[arg(long, default_value = "configs/render.ron")]
         config: PathBuf,
         /// Number of frames.
         #[arg(long, default_value_t = 100)]
@@ -117,6 +117,29 @@ fn bench_experiment(config: PathBuf) -> anyhow::Result<()> {
     Ok(())
 }
 
+fn render_dataset(config: &std::path::Path, count: usize, out: &std::path::Path) -> anyhow::Result<()> {
+    let dataset: l2s_render::DatasetConfig = l2s_core::config::load_ron(config)?;
+    let progress = l2s_meta::progress::Progress::new(count as u64);
+    progress.context(format!("render → {}", out.display()));
+    let start = Instant::now();
+    let mut done = 0;
+    let summary = l2s_render::export_dataset(&dataset, count, out, |n| {
+        progress.advance((n - done) as u64);
+        done = n;
+    })?;
+    progress.finish();
+    let wall = start.elapsed().as_secs_f64();
+    println!(
+        "{} frames ({} counted cars) in {wall:.1} s ({:.1} frames/s) on {} → {}",
+        summary.frames,
+        summary.cars_counted,
+        summary.frames as f64 / wall,
+        summary.adapter,
+        out.display()
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -130,8 +153,9 @@ fn main() -> ExitCode {
             })
         }
         Command::Bench { target: BenchTarget::Experiment, config } => bench_experiment(config),
-        Command::Bench { target: BenchTarget::Render, .. } | Command::Render { .. } => {
-            Err(not_built_yet("rendering"))
+        Command::Render { config, count, out } => render_dataset(&config, count, &out),
+        Command::Bench { target: BenchTarget::Render, .. } => {
+            Err(not_built_yet("the render benchmark command"))
         }
         Command::Preview { .. } => Err(not_built_yet("the preview window")),
         Command::Bench { target: BenchTarget::Train, .. } => Err(not_built_yet("main-task training")),

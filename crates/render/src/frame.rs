@@ -87,20 +87,30 @@ pub struct LabelMaps {
 
 /// Decodes an Rgba16Float label readback (class, instance, depth, coverage) and checks
 /// that every pixel holds a valid class id and, for cars, an instance of `scene`.
-pub fn decode_labels(data: &[u8], width: u32, height: u32, scene: &SceneDescription) -> Result<LabelMaps, LabelError> {
+pub fn decode_labels(
+    data: &[u8],
+    width: u32,
+    height: u32,
+    scene: &SceneDescription,
+) -> Result<LabelMaps, LabelError> {
     let stride = padded_row(width, 8);
     let need = stride * height as usize;
     if data.len() < need {
         return Err(LabelError::Size { got: data.len(), need, width, height });
     }
     let n = (width * height) as usize;
-    let mut maps = LabelMaps { classes: Vec::with_capacity(n), instances: Vec::with_capacity(n), depth: Vec::with_capacity(n) };
+    let mut maps = LabelMaps {
+        classes: Vec::with_capacity(n),
+        instances: Vec::with_capacity(n),
+        depth: Vec::with_capacity(n),
+    };
     let max_id = scene.cars.iter().map(|c| c.id).max().unwrap_or(0);
     let half = |b: &[u8]| f16::from_le_bytes([b[0], b[1]]).to_f32();
     for (y, row) in data.chunks(stride).take(height as usize).enumerate() {
         for (x, px) in row[..(width * 8) as usize].chunks_exact(8).enumerate() {
             let (x, y) = (x as u32, y as u32);
-            let (class, instance, depth, coverage) = (half(&px[0..2]), half(&px[2..4]), half(&px[4..6]), half(&px[6..8]));
+            let (class, instance, depth, coverage) =
+                (half(&px[0..2]), half(&px[2..4]), half(&px[4..6]), half(&px[6..8]));
             let class_id = class as u8;
             if f32::from(class_id) != class || SemanticClass::from_id(class_id).is_none() {
                 return Err(LabelError::Class { x, y, value: class });
@@ -121,7 +131,12 @@ pub fn decode_labels(data: &[u8], width: u32, height: u32, scene: &SceneDescript
 }
 
 /// Visible cars with their pixel counts and boxes, from the instance map.
-pub fn visible_cars(instances: &[u16], width: u32, scene: &SceneDescription, min_pixels: u32) -> Vec<VisibleCar> {
+pub fn visible_cars(
+    instances: &[u16],
+    width: u32,
+    scene: &SceneDescription,
+    min_pixels: u32,
+) -> Vec<VisibleCar> {
     let mut cars: Vec<VisibleCar> = Vec::new();
     let mut slot = vec![usize::MAX; scene.cars.iter().map(|c| c.id as usize + 1).max().unwrap_or(1)];
     for (i, &id) in instances.iter().enumerate() {
@@ -168,7 +183,8 @@ mod tests {
         let stride = padded_row(width, 8);
         let mut data = Vec::new();
         for row in values.chunks(width as usize) {
-            let mut bytes: Vec<u8> = row.iter().flatten().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect();
+            let mut bytes: Vec<u8> =
+                row.iter().flatten().flat_map(|v| f16::from_f32(*v).to_le_bytes()).collect();
             bytes.resize(stride, 0);
             data.extend(bytes);
         }
@@ -185,15 +201,22 @@ mod tests {
         let road = [7.0, 0.0, 12.5, 1.0];
         let car = |id: u32| [26.0, id as f32, 8.0, 1.0];
         // 4x3: car a covers three pixels, car b one.
-        let pixels = [sky, sky, car(a.id), car(a.id), road, car(b.id), car(a.id), road, road, road, road, road];
+        let pixels =
+            [sky, sky, car(a.id), car(a.id), road, car(b.id), car(a.id), road, road, road, road, road];
         let maps = decode_labels(&encode(&pixels, 4), 4, 3, &scene).expect("exact");
         assert_eq!(maps.classes, vec![23, 23, 26, 26, 7, 26, 26, 7, 7, 7, 7, 7]);
         assert!(maps.depth[0].is_infinite());
         assert_eq!(maps.depth[4], 12.5);
         let cars = visible_cars(&maps.instances, 4, &scene, 2);
         assert_eq!(cars.len(), 2);
-        assert_eq!(cars.iter().find(|c| c.id == a.id).map(|c| (c.pixels, c.bbox, c.counted)), Some((3, [2, 0, 3, 1], true)));
-        assert_eq!(cars.iter().find(|c| c.id == b.id).map(|c| (c.pixels, c.bbox, c.counted)), Some((1, [1, 1, 1, 1], false)));
+        assert_eq!(
+            cars.iter().find(|c| c.id == a.id).map(|c| (c.pixels, c.bbox, c.counted)),
+            Some((3, [2, 0, 3, 1], true))
+        );
+        assert_eq!(
+            cars.iter().find(|c| c.id == b.id).map(|c| (c.pixels, c.bbox, c.counted)),
+            Some((1, [1, 1, 1, 1], false))
+        );
         let counts = count_by_type(&cars);
         assert_eq!(counts.iter().sum::<u32>(), 1);
         assert_eq!(counts[CarType::ALL.iter().position(|k| *k == a.kind).expect("type")], 1);
@@ -205,9 +228,15 @@ mod tests {
         let blended = [[15.0, 0.0, 3.0, 1.0]; 4];
         assert!(matches!(decode_labels(&encode(&blended, 2), 2, 2, &scene), Err(LabelError::Class { .. })));
         let fractional = [[7.5, 0.0, 3.0, 1.0]; 4];
-        assert!(matches!(decode_labels(&encode(&fractional, 2), 2, 2, &scene), Err(LabelError::Class { .. })));
+        assert!(matches!(
+            decode_labels(&encode(&fractional, 2), 2, 2, &scene),
+            Err(LabelError::Class { .. })
+        ));
         let stray_instance = [[7.0, 1.0, 3.0, 1.0]; 4];
-        assert!(matches!(decode_labels(&encode(&stray_instance, 2), 2, 2, &scene), Err(LabelError::Mismatch { .. } | LabelError::Instance { .. })));
+        assert!(matches!(
+            decode_labels(&encode(&stray_instance, 2), 2, 2, &scene),
+            Err(LabelError::Mismatch { .. } | LabelError::Instance { .. })
+        ));
         assert!(matches!(decode_labels(&[0; 16], 2, 2, &scene), Err(LabelError::Size { .. })));
     }
 }

@@ -63,9 +63,8 @@ impl Geometry {
 
     /// A rectangle around `centre`, spanning ±`right` and ±`up`; it faces `right` × `up`.
     pub fn quad(&mut self, centre: [f32; 3], right: [f32; 3], up: [f32; 3], colour: [f32; 4]) {
-        let corner = |sr: f32, su: f32| -> [f32; 3] {
-            [0, 1, 2].map(|k| centre[k] + sr * right[k] + su * up[k])
-        };
+        let corner =
+            |sr: f32, su: f32| -> [f32; 3] { [0, 1, 2].map(|k| centre[k] + sr * right[k] + su * up[k]) };
         self.polygon(&[corner(-1.0, -1.0), corner(1.0, -1.0), corner(1.0, 1.0), corner(-1.0, 1.0)], colour);
     }
 
@@ -121,7 +120,8 @@ impl Geometry {
     /// Appends `other`, moved by `offset`.
     pub fn append(&mut self, other: &Geometry, offset: [f32; 3]) {
         let base = u32::try_from(self.positions.len()).unwrap_or(u32::MAX);
-        self.positions.extend(other.positions.iter().map(|p| [p[0] + offset[0], p[1] + offset[1], p[2] + offset[2]]));
+        self.positions
+            .extend(other.positions.iter().map(|p| [p[0] + offset[0], p[1] + offset[1], p[2] + offset[2]]));
         self.normals.extend_from_slice(&other.normals);
         self.colours.extend_from_slice(&other.colours);
         self.indices.extend(other.indices.iter().map(|i| i + base));
@@ -178,25 +178,62 @@ pub fn car(kind: CarType) -> Geometry {
     match kind {
         CarType::Sedan => {
             let belt = 0.55 * h;
-            g.extrude(&[[-l, clearance], [l, clearance], [l, belt - 0.1], [l - 0.9, belt], [-l + 0.1, belt]], w, PAINT, |_| PAINT);
+            g.extrude(
+                &[[-l, clearance], [l, clearance], [l, belt - 0.1], [l - 0.9, belt], [-l + 0.1, belt]],
+                w,
+                PAINT,
+                |_| PAINT,
+            );
             // Cabin: rear window, roof, windscreen.
-            g.extrude(&[[-l + 1.1, belt], [l - 1.5, belt], [l - 2.4, h], [-l + 1.9, h]], w - 0.12, GLASS, glass_band_roof(2));
+            g.extrude(
+                &[[-l + 1.1, belt], [l - 1.5, belt], [l - 2.4, h], [-l + 1.9, h]],
+                w - 0.12,
+                GLASS,
+                glass_band_roof(2),
+            );
         }
         CarType::Suv => {
             let belt = 0.5 * h;
-            g.extrude(&[[-l, clearance], [l, clearance], [l, belt - 0.08], [l - 1.0, belt], [-l, belt]], w, PAINT, |_| PAINT);
-            g.extrude(&[[-l + 0.05, belt], [l - 1.25, belt], [l - 1.9, h], [-l + 0.15, h]], w - 0.1, GLASS, glass_band_roof(2));
+            g.extrude(
+                &[[-l, clearance], [l, clearance], [l, belt - 0.08], [l - 1.0, belt], [-l, belt]],
+                w,
+                PAINT,
+                |_| PAINT,
+            );
+            g.extrude(
+                &[[-l + 0.05, belt], [l - 1.25, belt], [l - 1.9, h], [-l + 0.15, h]],
+                w - 0.1,
+                GLASS,
+                glass_band_roof(2),
+            );
         }
         CarType::Van => {
             let belt = 0.45 * h;
-            g.extrude(&[[-l, clearance], [l, clearance], [l, belt], [l - 0.3, belt + 0.1], [-l, belt + 0.1]], w, PAINT, |_| PAINT);
-            g.extrude(&[[-l, belt + 0.1], [l - 0.3, belt + 0.1], [l - 1.1, h], [-l, h]], w, PAINT, |i| if i == 1 { GLASS } else { PAINT });
+            g.extrude(
+                &[[-l, clearance], [l, clearance], [l, belt], [l - 0.3, belt + 0.1], [-l, belt + 0.1]],
+                w,
+                PAINT,
+                |_| PAINT,
+            );
+            g.extrude(&[[-l, belt + 0.1], [l - 0.3, belt + 0.1], [l - 1.1, h], [-l, h]], w, PAINT, |i| {
+                if i == 1 { GLASS } else { PAINT }
+            });
         }
         CarType::Pickup => {
             let belt = 0.55 * h;
-            g.extrude(&[[-l, clearance], [l, clearance], [l, belt - 0.05], [l - 1.3, belt], [-l, belt]], w, PAINT, |_| PAINT);
+            g.extrude(
+                &[[-l, clearance], [l, clearance], [l, belt - 0.05], [l - 1.3, belt], [-l, belt]],
+                w,
+                PAINT,
+                |_| PAINT,
+            );
             // Cab only over the front half; the bed behind stays open with low side walls.
-            g.extrude(&[[-0.35, belt], [l - 1.6, belt], [l - 2.2, h], [-0.3, h]], w - 0.1, GLASS, glass_band_roof(2));
+            g.extrude(
+                &[[-0.35, belt], [l - 1.6, belt], [l - 2.2, h], [-0.3, h]],
+                w - 0.1,
+                GLASS,
+                glass_band_roof(2),
+            );
             let rail = belt + 0.35;
             g.cuboid([-w / 2.0, belt, -l], [-w / 2.0 + 0.08, rail, -0.4], PAINT, PAINT);
             g.cuboid([w / 2.0 - 0.08, belt, -l], [w / 2.0, rail, -0.4], PAINT, PAINT);
@@ -214,7 +251,15 @@ pub fn car(kind: CarType) -> Geometry {
     let lamp_y = clearance + 0.25;
     for side in [-1.0, 1.0] {
         let x = side * (w / 2.0 - 0.3);
-        g.polygon(&[[x + 0.15, lamp_y, l + 0.01], [x - 0.15, lamp_y, l + 0.01], [x - 0.15, lamp_y + 0.12, l + 0.01], [x + 0.15, lamp_y + 0.12, l + 0.01]], LAMP);
+        g.polygon(
+            &[
+                [x + 0.15, lamp_y, l + 0.01],
+                [x - 0.15, lamp_y, l + 0.01],
+                [x - 0.15, lamp_y + 0.12, l + 0.01],
+                [x + 0.15, lamp_y + 0.12, l + 0.01],
+            ],
+            LAMP,
+        );
     }
     for z in [l - axle_inset, -l + axle_inset] {
         for side in [-1.0, 1.0] {
@@ -260,7 +305,8 @@ mod tests {
                     .chunks(3)
                     .filter(|tri| {
                         let zs = tri.iter().map(|&i| g.positions[i as usize][2]);
-                        let (lo, hi) = zs.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
+                        let (lo, hi) =
+                            zs.fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(v), b.max(v)));
                         lo <= z && z <= hi
                     })
                     .flat_map(|tri| tri.iter().map(|&i| g.positions[i as usize][1]))
@@ -274,8 +320,14 @@ mod tests {
         let profiles: Vec<Vec<f32>> = CarType::ALL.iter().map(|&k| top_profile(k)).collect();
         for a in 0..profiles.len() {
             for b in a + 1..profiles.len() {
-                let differ = profiles[a].iter().zip(&profiles[b]).filter(|(x, y)| (*x - *y).abs() > 0.15).count();
-                assert!(differ >= 3, "{:?} and {:?} look alike ({differ} bins differ)", CarType::ALL[a], CarType::ALL[b]);
+                let differ =
+                    profiles[a].iter().zip(&profiles[b]).filter(|(x, y)| (*x - *y).abs() > 0.15).count();
+                assert!(
+                    differ >= 3,
+                    "{:?} and {:?} look alike ({differ} bins differ)",
+                    CarType::ALL[a],
+                    CarType::ALL[b]
+                );
             }
         }
     }

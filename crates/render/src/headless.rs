@@ -11,7 +11,7 @@
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bevy::app::{PluginsState, TerminalCtrlCHandlerPlugin};
+use bevy::app::{PluginsState, SubApps, TerminalCtrlCHandlerPlugin};
 use bevy::camera::visibility::RenderLayers;
 use bevy::camera::{Exposure, Hdr, RenderTarget};
 use bevy::core_pipeline::tonemapping::{DebandDither, Tonemapping};
@@ -181,13 +181,16 @@ fn capture_targets(
         match &pipeline.state {
             CachedPipelineState::Ok(_) => {}
             // Shaders still loading: retried by the cache, so only not ready yet.
-            CachedPipelineState::Err(ShaderCacheError::ShaderNotLoaded(_) | ShaderCacheError::ShaderImportNotYetAvailable)
+            CachedPipelineState::Err(
+                ShaderCacheError::ShaderNotLoaded(_) | ShaderCacheError::ShaderImportNotYetAvailable,
+            )
             | CachedPipelineState::Queued
             | CachedPipelineState::Creating(_) => ready = false,
             CachedPipelineState::Err(e) => out.failure = Some(RenderError::Pipeline(e.to_string())),
         }
     }
-    let targets: Vec<&GpuImage> = request.slots.iter().flat_map(|s| [s.rgb, s.label]).filter_map(|id| images.get(id)).collect();
+    let targets: Vec<&GpuImage> =
+        request.slots.iter().flat_map(|s| [s.rgb, s.label]).filter_map(|id| images.get(id)).collect();
     if targets.len() != request.slots.len() * 2 {
         return;
     }
@@ -246,7 +249,8 @@ fn capture_targets(
         out.failure = Some(RenderError::Readback(e));
     }
     if out.failure.is_none() {
-        let mut bytes: Vec<Vec<u8>> = buffers.iter().map(|b| b.slice(..).get_mapped_range().to_vec()).collect();
+        let mut bytes: Vec<Vec<u8>> =
+            buffers.iter().map(|b| b.slice(..).get_mapped_range().to_vec()).collect();
         for buffer in buffers.iter() {
             buffer.unmap();
         }
@@ -274,7 +278,8 @@ struct Slot {
 
 /// Renders scene descriptions headless into [`Frame`]s, reusing one Bevy app.
 pub struct Renderer {
-    app: App,
+    /// The app's main and render worlds, stepped by hand (an `App` itself is not `Send`).
+    apps: SubApps,
     settings: RenderSettings,
     slots: Vec<Slot>,
     sink: CaptureSink,
@@ -306,7 +311,11 @@ impl Renderer {
         let mut app = App::new();
         app.add_plugins(
             DefaultPlugins
-                .set(WindowPlugin { primary_window: None, exit_condition: ExitCondition::DontExit, ..default() })
+                .set(WindowPlugin {
+                    primary_window: None,
+                    exit_condition: ExitCondition::DontExit,
+                    ..default()
+                })
                 .set(RenderPlugin { synchronous_pipeline_compilation: true, ..default() })
                 .disable::<WinitPlugin>()
                 .disable::<PipelinedRenderingPlugin>()
@@ -319,7 +328,8 @@ impl Renderer {
         let sink = CaptureSink::default();
         if let Some(render_app) = app.get_sub_app_mut(RenderApp) {
             render_app.insert_resource(sink.clone());
-            render_app.add_systems(Render, capture_targets.in_set(RenderSystems::Render).after(render_system));
+            render_app
+                .add_systems(Render, capture_targets.in_set(RenderSystems::Render).after(render_system));
         }
         while app.plugins_state() == PluginsState::Adding {
             bevy::tasks::tick_global_task_pools_on_main_thread();
@@ -328,7 +338,8 @@ impl Renderer {
         app.cleanup();
         app.init_resource::<SharedAssets>();
         app.init_resource::<spawn::MaterialCache>();
-        let mut renderer = Self { app, settings, slots: Vec::new(), sink, next_generation: 1, adapter };
+        let apps = std::mem::take(app.sub_apps_mut());
+        let mut renderer = Self { apps, settings, slots: Vec::new(), sink, next_generation: 1, adapter };
         for index in 0..renderer.settings.scenes_per_frame {
             let slot = renderer.spawn_slot(index as usize);
             renderer.slots.push(slot);
@@ -346,12 +357,18 @@ impl Renderer {
 
     fn spawn_slot(&mut self, index: usize) -> Slot {
         let (w, h) = (self.settings.width, self.settings.height);
-        let world = self.app.world_mut();
+        let world = self.apps.main.world_mut();
         let (rgb, label) = {
             let mut images = world.resource_mut::<Assets<Image>>();
-            (target_image(&mut images, w, h, TextureFormat::Rgba8UnormSrgb), target_image(&mut images, w, h, TextureFormat::Rgba16Float))
+            (
+                target_image(&mut images, w, h, TextureFormat::Rgba8UnormSrgb),
+                target_image(&mut images, w, h, TextureFormat::Rgba16Float),
+            )
         };
-        let layers = SceneLayers { rgb: RenderLayers::layer(2 * index + 1), label: RenderLayers::layer(2 * index + 2) };
+        let layers = SceneLayers {
+            rgb: RenderLayers::layer(2 * index + 1),
+            label: RenderLayers::layer(2 * index + 2),
+        };
         let order = 2 * index as isize;
         let rgb_camera = world
             .spawn((
@@ -371,7 +388,12 @@ impl Renderer {
                 Camera {
                     order: order + 1,
                     is_active: false,
-                    clear_color: ClearColorConfig::Custom(Color::LinearRgba(LinearRgba::new(f32::from(sky), 0.0, 0.0, 0.0))),
+                    clear_color: ClearColorConfig::Custom(Color::LinearRgba(LinearRgba::new(
+                        f32::from(sky),
+                        0.0,
+                        0.0,
+                        0.0,
+                    ))),
                     ..default()
                 },
                 RenderTarget::from(label.clone()),
@@ -412,12 +434,13 @@ impl Renderer {
     fn render_chunk(&mut self, chunk: &[SceneDescription]) -> Result<Vec<Frame>, RenderError> {
         let settle = SettleConfig { steps: self.settings.settle_steps, ..SettleConfig::default() };
         let poses: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> = chunk.iter().map(|scene| s.spawn(move || settle_cars(scene, settle))).collect();
+            let handles: Vec<_> =
+                chunk.iter().map(|scene| s.spawn(move || settle_cars(scene, settle))).collect();
             handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
         });
         let mut request = CaptureRequest::default();
         for (index, slot) in self.slots.iter_mut().enumerate() {
-            let world = self.app.world_mut();
+            let world = self.apps.main.world_mut();
             if let Some(root) = slot.root.take() {
                 world.despawn(root);
             }
@@ -450,14 +473,20 @@ impl Renderer {
             };
             let (sun, transform) = spawn::sun(scene);
             let shadows = self.settings.shadows;
-            world.entity_mut(slot.sun).insert((DirectionalLight { shadow_maps_enabled: shadows, ..sun }, transform));
-            request.slots.push(SlotTargets { rgb: slot.rgb.id(), label: slot.label.id(), generation: self.next_generation });
+            world
+                .entity_mut(slot.sun)
+                .insert((DirectionalLight { shadow_maps_enabled: shadows, ..sun }, transform));
+            request.slots.push(SlotTargets {
+                rgb: slot.rgb.id(),
+                label: slot.label.id(),
+                generation: self.next_generation,
+            });
             self.next_generation += 1;
         }
         let wanted: Vec<u64> = request.slots.iter().map(|s| s.generation).collect();
-        self.app.insert_resource(request);
+        self.apps.main.insert_resource(request);
         for _ in 0..MAX_UPDATES {
-            self.app.update();
+            self.apps.update();
             let captured = std::mem::take(&mut *self.sink.0.lock().unwrap_or_else(PoisonError::into_inner));
             for capture in captured {
                 if let Some(failure) = capture.failure {
@@ -465,7 +494,7 @@ impl Renderer {
                 }
                 if capture.ready && capture.generations == wanted {
                     let frames = self.decode(chunk, &poses, capture.images);
-                    self.app.insert_resource(CaptureRequest::default());
+                    self.apps.main.insert_resource(CaptureRequest::default());
                     return frames;
                 }
             }
@@ -508,12 +537,12 @@ impl Renderer {
 
     /// Entities alive in the app's main world (for leak checks).
     pub fn entity_count(&self) -> usize {
-        self.app.world().entities().len() as usize
+        self.apps.main.world().entities().count_spawned() as usize
     }
 
     /// Meshes and materials alive in the app (for leak checks).
     pub fn asset_count(&self) -> usize {
-        let world = self.app.world();
+        let world = self.apps.main.world();
         world.resource::<Assets<Mesh>>().len()
             + world.resource::<Assets<StandardMaterial>>().len()
             + world.resource::<Assets<crate::materials::LabelMaterial>>().len()

@@ -8,6 +8,7 @@
 //! - [`headless`]: [`Renderer`], the library call that renders scenes into [`Frame`]s.
 //! - [`frame`]: decoding and checking of label readbacks, visible cars, counts, boxes.
 
+pub mod export;
 pub mod frame;
 pub mod geometry;
 pub mod headless;
@@ -16,6 +17,7 @@ pub mod materials;
 pub mod physics;
 pub mod spawn;
 
+pub use export::{DatasetConfig, export_dataset};
 pub use frame::{Frame, VisibleCar};
 pub use headless::{AdapterSummary, RenderError, RenderSettings, Renderer, probe_adapter};
 pub use labels::SemanticClass;

@@ -115,16 +115,27 @@ mod tests {
                 })
                 .collect();
             for (car, pose) in scene.cars.iter().zip(&poses) {
-                assert!(pose.translation.y.abs() < 0.02, "seed {seed}: car {} floats or sinks at y = {}", car.id, pose.translation.y);
+                assert!(
+                    pose.translation.y.abs() < 0.02,
+                    "seed {seed}: car {} floats or sinks at y = {}",
+                    car.id,
+                    pose.translation.y
+                );
                 let up = pose.rotation * Vec3::Y;
                 assert!(up.y > 0.999, "seed {seed}: car {} tipped over", car.id);
-                let yaw_moved = (pose.rotation * Vec3::Z).angle_between(Quat::from_rotation_y(car.yaw as f32) * Vec3::Z);
+                let yaw_moved =
+                    (pose.rotation * Vec3::Z).angle_between(Quat::from_rotation_y(car.yaw as f32) * Vec3::Z);
                 assert!(yaw_moved < 0.01, "seed {seed}: car {} turned by {yaw_moved} rad", car.id);
             }
             for i in 0..boxes.len() {
                 for j in i + 1..boxes.len() {
-                    let hit = intersection_test(&boxes[i].0, &boxes[i].1, &boxes[j].0, &boxes[j].1).expect("supported shapes");
-                    assert!(!hit, "seed {seed}: cars {} and {} interpenetrate", scene.cars[i].id, scene.cars[j].id);
+                    let hit = intersection_test(&boxes[i].0, &boxes[i].1, &boxes[j].0, &boxes[j].1)
+                        .expect("supported shapes");
+                    assert!(
+                        !hit,
+                        "seed {seed}: cars {} and {} interpenetrate",
+                        scene.cars[i].id, scene.cars[j].id
+                    );
                 }
             }
         }
@@ -133,6 +144,9 @@ mod tests {
     #[test]
     fn settling_is_deterministic() {
         let scene = sample_scene(&dense(), 3).expect("valid");
-        assert_eq!(settle_cars(&scene, SettleConfig::default()), settle_cars(&scene, SettleConfig::default()));
+        assert_eq!(
+            settle_cars(&scene, SettleConfig::default()),
+            settle_cars(&scene, SettleConfig::default())
+        );
     }
 }

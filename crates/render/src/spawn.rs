@@ -65,7 +65,12 @@ pub fn scene_geometry(scene: &SceneDescription) -> SceneGeometry {
         let outer = side * (half + sidewalk);
         let (x0, x1) = if side < 0.0 { (outer, inner) } else { (inner, outer) };
         let grey = 0.55 - 0.2 * wet;
-        g.sidewalks.cuboid([x0, -0.05, -BEHIND], [x1, 0.15, length], [grey * 0.8, grey * 0.8, grey * 0.8, 1.0], rgba([grey; 3]));
+        g.sidewalks.cuboid(
+            [x0, -0.05, -BEHIND],
+            [x1, 0.15, length],
+            [grey * 0.8, grey * 0.8, grey * 0.8, 1.0],
+            rgba([grey; 3]),
+        );
     }
     for m in &road.markings {
         let (z0, z1) = (m.z_start as f32, m.z_end as f32);
@@ -154,36 +159,20 @@ pub struct SceneRoot {
     pub seed: u64,
 }
 
-/// Car materials reused from scene to scene, so a new scene creates no material for its
-/// cars: paint by colour quantised to 1/64, labels by instance id. Both stay bounded
-/// (colours come from a palette with small jitter; ids are at most the cars of a scene).
+/// Car label materials reused from scene to scene, by instance id: bounded by the
+/// number of cars in the busiest scene. (Paint is made per car and freed with the scene.)
 #[derive(Resource, Debug, Default)]
 pub struct MaterialCache {
-    paints: std::collections::HashMap<[u8; 3], Handle<StandardMaterial>>,
     car_labels: Vec<Handle<LabelMaterial>>,
 }
 
 impl MaterialCache {
-    fn paint(&mut self, world: &mut World, colour: [f32; 3]) -> Handle<StandardMaterial> {
-        let key = colour.map(|c| (c.clamp(0.0, 1.0) * 64.0).round() as u8);
-        self.paints
-            .entry(key)
-            .or_insert_with(|| {
-                let [r, g, b] = key.map(|v| f32::from(v) / 64.0);
-                world.resource_mut::<Assets<StandardMaterial>>().add(StandardMaterial {
-                    base_color: Color::linear_rgb(r, g, b),
-                    perceptual_roughness: 0.35,
-                    metallic: 0.2,
-                    ..default()
-                })
-            })
-            .clone()
-    }
-
     fn car_label(&mut self, world: &mut World, id: u32) -> Handle<LabelMaterial> {
         while self.car_labels.len() <= id as usize {
             let next = u32::try_from(self.car_labels.len()).unwrap_or(u32::MAX);
-            let material = world.resource_mut::<Assets<LabelMaterial>>().add(LabelMaterial::new(SemanticClass::Car, next));
+            let material = world
+                .resource_mut::<Assets<LabelMaterial>>()
+                .add(LabelMaterial::new(SemanticClass::Car, next));
             self.car_labels.push(material);
         }
         self.car_labels[id as usize].clone()
@@ -191,7 +180,12 @@ impl MaterialCache {
 }
 
 /// Spawns `scene` with the car poses from physics; returns the root entity.
-pub fn spawn_scene(world: &mut World, scene: &SceneDescription, poses: &[CarPose], layers: &SceneLayers) -> Entity {
+pub fn spawn_scene(
+    world: &mut World,
+    scene: &SceneDescription,
+    poses: &[CarPose],
+    layers: &SceneLayers,
+) -> Entity {
     let shared = world.resource::<SharedAssets>().clone();
     let geometry = scene_geometry(scene);
     let wet = scene.weather.wetness as f32;
@@ -217,22 +211,46 @@ pub fn spawn_scene(world: &mut World, scene: &SceneDescription, poses: &[CarPose
         let mesh = world.resource_mut::<Assets<Mesh>>().add(part.into_mesh());
         let material = lit(world, roughness);
         let caster = class == SemanticClass::Building;
-        let mut rgb = world.spawn((Mesh3d(mesh.clone()), MeshMaterial3d(material), layers.rgb.clone(), ChildOf(root)));
+        let mut rgb =
+            world.spawn((Mesh3d(mesh.clone()), MeshMaterial3d(material), layers.rgb.clone(), ChildOf(root)));
         if !caster {
             rgb.insert(NotShadowCaster);
         }
-        world.spawn((Mesh3d(mesh), MeshMaterial3d(shared.class_label(class)), layers.label.clone(), ChildOf(root)));
+        world.spawn((
+            Mesh3d(mesh),
+            MeshMaterial3d(shared.class_label(class)),
+            layers.label.clone(),
+            ChildOf(root),
+        ));
     }
     if !geometry.rain.is_empty() {
         let mesh = world.resource_mut::<Assets<Mesh>>().add(geometry.rain.into_mesh());
-        world.spawn((Mesh3d(mesh), MeshMaterial3d(shared.rain.clone()), NotShadowCaster, layers.rgb.clone(), ChildOf(root)));
+        world.spawn((
+            Mesh3d(mesh),
+            MeshMaterial3d(shared.rain.clone()),
+            NotShadowCaster,
+            layers.rgb.clone(),
+            ChildOf(root),
+        ));
     }
     for (car, pose) in scene.cars.iter().zip(poses) {
         let transform = Transform::from_translation(pose.translation).with_rotation(pose.rotation);
         let mesh = shared.car_mesh(car.kind);
-        let paint = world.resource_scope(|world, mut cache: Mut<MaterialCache>| cache.paint(world, car.colour));
-        let label = world.resource_scope(|world, mut cache: Mut<MaterialCache>| cache.car_label(world, car.id));
-        world.spawn((Mesh3d(mesh.clone()), MeshMaterial3d(paint), transform, layers.rgb.clone(), ChildOf(root)));
+        let paint = world.resource_mut::<Assets<StandardMaterial>>().add(StandardMaterial {
+            base_color: Color::linear_rgb(car.colour[0], car.colour[1], car.colour[2]),
+            perceptual_roughness: 0.35,
+            metallic: 0.2,
+            ..default()
+        });
+        let label =
+            world.resource_scope(|world, mut cache: Mut<MaterialCache>| cache.car_label(world, car.id));
+        world.spawn((
+            Mesh3d(mesh.clone()),
+            MeshMaterial3d(paint),
+            transform,
+            layers.rgb.clone(),
+            ChildOf(root),
+        ));
         world.spawn((Mesh3d(mesh), MeshMaterial3d(label), transform, layers.label.clone(), ChildOf(root)));
     }
     root
@@ -271,7 +289,11 @@ pub fn sun(scene: &SceneDescription) -> (DirectionalLight, Transform) {
 
 /// Diffuse sky light for the RGB camera.
 pub fn ambient(scene: &SceneDescription) -> AmbientLight {
-    AmbientLight { color: Color::linear_rgb(0.8, 0.87, 1.0), brightness: 12_000.0 * scene.light.ambient as f32, ..default() }
+    AmbientLight {
+        color: Color::linear_rgb(0.8, 0.87, 1.0),
+        brightness: 12_000.0 * scene.light.ambient as f32,
+        ..default()
+    }
 }
 
 /// Sky colour seen by the RGB camera; fog and rain fade towards it.
@@ -310,7 +332,8 @@ mod tests {
         assert!((b.road.bounds().1[2] - 200.0).abs() < 1e-3);
         assert!(b.markings.indices.len() > 3 * a.markings.indices.len());
         assert!(a.rain.is_empty());
-        let rain = TrafficParams { weather: Weather::Rain, weather_intensity: 1.0, ..TrafficParams::default() };
+        let rain =
+            TrafficParams { weather: Weather::Rain, weather_intensity: 1.0, ..TrafficParams::default() };
         let scene = sample_scene(&rain, 1).expect("valid");
         assert_eq!(scene_geometry(&scene).rain.indices, scene_geometry(&scene).rain.indices);
         assert!(!scene_geometry(&scene).rain.is_empty());
