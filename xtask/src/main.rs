@@ -33,7 +33,8 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Run a criterion benchmark: toy (the whole toy experiment) or train (main-task training throughput).
+    /// Run a criterion benchmark: toy (the whole toy experiment), train (main-task training
+    /// throughput) or render (labelled frames/s at 256x256 and 640x192, then a 1,000-scene memory run).
     Bench {
         #[arg(default_value = "toy")]
         name: String,
@@ -180,7 +181,7 @@ fn run(task: Task) -> anyhow::Result<()> {
             cargo(&["test", "--release", "--workspace", "--locked"])
         }
         Task::Bench { name, args } => {
-            let known = ["toy", "train"];
+            let known = ["toy", "train", "render"];
             if !known.contains(&name.as_str()) {
                 bail!("no benchmark `{name}`; available: {}", known.join(", "));
             }
