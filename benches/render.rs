@@ -55,7 +55,9 @@ fn long_run() {
         }
     }
     for (scenes, rss, entities, assets) in report {
-        println!("long run: after {scenes:>4} scenes: RSS {rss:.1} MiB, {entities} entities, {assets} meshes+materials");
+        println!(
+            "long run: after {scenes:>4} scenes: RSS {rss:.1} MiB, {entities} entities, {assets} meshes+materials"
+        );
     }
 }
 

@@ -209,3 +209,57 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
         assert_eq!(csv(&whole), csv(&killed), "{seed}/metrics.csv differs");
     }
 }
+
+#[test]
+fn render_exports_a_dataset_and_refuses_to_overwrite_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("render.ron");
+    let text = std::fs::read_to_string(repo().join("configs/render.ron")).expect("render config");
+    std::fs::write(&config, text.replace("width: 256", "width: 96").replace("height: 256", "height: 64"))
+        .expect("write");
+    let out = dir.path().join("data");
+    let args = [
+        "render",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--count",
+        "5",
+        "--out",
+        out.to_str().expect("utf-8"),
+    ];
+    let run = l2s(&args, dir.path());
+    assert!(run.status.success(), "{}", stderr(&run));
+    for (sub, ext) in [
+        ("image_2", "png"),
+        ("semantic", "png"),
+        ("instance", "png"),
+        ("depth", "png"),
+        ("label_2", "txt"),
+        ("frames", "json"),
+    ] {
+        for i in 0..5 {
+            assert!(out.join(sub).join(format!("{i:06}.{ext}")).is_file(), "missing {sub}/{i:06}.{ext}");
+        }
+    }
+    let labels: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("labels.json")).expect("labels.json"))
+            .expect("json");
+    assert_eq!(labels["classes"].as_array().map(Vec::len), Some(7));
+    let frame: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("frames/000000.json")).expect("frame"))
+            .expect("json");
+    assert!(frame["counts"]["sedan"].is_u64());
+    let again = l2s(&args, dir.path());
+    assert_eq!(again.status.code(), Some(1));
+    assert!(stderr(&again).contains("already exists and is not empty"), "{}", stderr(&again));
+    let bad = dir.path().join("bad.ron");
+    std::fs::write(&bad, text.replace("road_length: 120.0", "road_length: 900.0")).expect("write");
+    let other = dir.path().join("other");
+    let run = l2s(
+        &["render", "--config", bad.to_str().expect("utf-8"), "--out", other.to_str().expect("utf-8")],
+        dir.path(),
+    );
+    assert_eq!(run.status.code(), Some(1));
+    assert!(stderr(&run).contains("scene.road_length"), "{}", stderr(&run));
+    assert!(!other.exists(), "nothing is written for a bad config");
+}

@@ -291,7 +291,7 @@ pub fn sun(scene: &SceneDescription) -> (DirectionalLight, Transform) {
 pub fn ambient(scene: &SceneDescription) -> AmbientLight {
     AmbientLight {
         color: Color::linear_rgb(0.8, 0.87, 1.0),
-        brightness: 12_000.0 * scene.light.ambient as f32,
+        brightness: 30_000.0 * scene.light.ambient as f32,
         ..default()
     }
 }
