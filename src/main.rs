@@ -55,11 +55,20 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
-    /// Open the interactive scene preview window.
+    /// Open the interactive scene preview window (keys are listed in the window).
     Preview {
-        /// Scene config (RON).
+        /// Dataset config (RON) whose ψ and seed to start from [default: built-in ψ].
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Save a screenshot of the window to this PNG after `--frames` frames, then exit.
+        #[arg(long)]
+        screenshot: Option<PathBuf>,
+        /// Frames to draw before the screenshot.
+        #[arg(long, default_value_t = 30)]
+        frames: u32,
+        /// Start with the segmentation overlay shown (Tab toggles it).
+        #[arg(long)]
+        overlay: bool,
     },
     /// Time one part end to end and print its throughput (criterion benchmarks: `cargo xtask bench`).
     Bench {
@@ -140,6 +149,29 @@ fn render_dataset(config: &std::path::Path, count: usize, out: &std::path::Path)
     Ok(())
 }
 
+fn preview(
+    config: Option<&std::path::Path>,
+    screenshot: Option<PathBuf>,
+    frames: u32,
+    overlay: bool,
+) -> anyhow::Result<()> {
+    let (params, seed) = match config {
+        Some(path) => {
+            let dataset: l2s_render::DatasetConfig = l2s_core::config::load_ron(path)?;
+            (dataset.scene, dataset.seed)
+        }
+        None => (l2s_scene::TrafficParams::default(), 0),
+    };
+    let options = l2s_render::PreviewOptions {
+        params,
+        seed,
+        overlay,
+        screenshot: screenshot.map(|path| (path, frames)),
+    };
+    l2s_render::run_preview(options)?;
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
@@ -157,7 +189,9 @@ fn main() -> ExitCode {
         Command::Bench { target: BenchTarget::Render, .. } => {
             Err(not_built_yet("the render benchmark command"))
         }
-        Command::Preview { .. } => Err(not_built_yet("the preview window")),
+        Command::Preview { config, screenshot, frames, overlay } => {
+            preview(config.as_deref(), screenshot, frames, overlay)
+        }
         Command::Bench { target: BenchTarget::Train, .. } => Err(not_built_yet("main-task training")),
     };
     match result {

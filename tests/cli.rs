@@ -263,3 +263,41 @@ fn render_exports_a_dataset_and_refuses_to_overwrite_one() {
     assert!(stderr(&run).contains("scene.road_length"), "{}", stderr(&run));
     assert!(!other.exists(), "nothing is written for a bad config");
 }
+
+/// `l2s preview` in a real window: under Xvfb when there is no display (CI), on lavapipe
+/// when there is no GPU. It draws a few frames, saves a screenshot and exits.
+#[test]
+fn preview_window_opens_renders_and_takes_a_screenshot() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let shot = dir.path().join("preview.png");
+    let config = repo().join("configs/render.ron");
+    let args = [
+        "preview",
+        "--config",
+        config.to_str().expect("utf-8"),
+        "--screenshot",
+        shot.to_str().expect("utf-8"),
+        "--frames",
+        "8",
+    ];
+    let output = if std::env::var_os("DISPLAY").is_some() {
+        l2s(&args, dir.path())
+    } else {
+        Command::new("xvfb-run")
+            .args(["-a", "-s", "-screen 0 1280x800x24", env!("CARGO_BIN_EXE_l2s")])
+            .args(args)
+            .current_dir(dir.path())
+            .output()
+            .expect("no DISPLAY and no xvfb-run: install xvfb and xauth (`apt-get install -y xvfb xauth`, as .ci/run does)")
+    };
+    assert!(output.status.success(), "preview failed: {}", stderr(&output));
+    let image = image::open(&shot).expect("screenshot is a PNG").to_rgb8();
+    assert!(image.width() >= 640 && image.height() >= 400);
+    let colours: std::collections::BTreeSet<[u8; 3]> = image.pixels().map(|p| p.0).collect();
+    assert!(colours.len() > 300, "screenshot looks blank: {} colours", colours.len());
+    let luma: Vec<f64> =
+        image.pixels().map(|p| p.0.iter().map(|&v| f64::from(v)).sum::<f64>() / 3.0).collect();
+    let mean = luma.iter().sum::<f64>() / luma.len() as f64;
+    let std = (luma.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / luma.len() as f64).sqrt();
+    assert!(std > 15.0 && mean > 30.0, "screenshot lacks contrast: mean {mean:.1}, std {std:.1}");
+}

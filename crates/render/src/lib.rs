@@ -15,9 +15,11 @@ pub mod headless;
 pub mod labels;
 pub mod materials;
 pub mod physics;
+pub mod preview;
 pub mod spawn;
 
 pub use export::{DatasetConfig, export_dataset};
 pub use frame::{Frame, VisibleCar};
 pub use headless::{AdapterSummary, RenderError, RenderSettings, Renderer, probe_adapter};
 pub use labels::SemanticClass;
+pub use preview::{PreviewOptions, run_preview};

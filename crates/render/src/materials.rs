@@ -14,14 +14,36 @@ const LABEL_SHADER: Handle<Shader> = uuid_handle!("8f0d1c52-3b7e-4a19-9d0c-6e2f5
 /// Writes (class id, instance id, view depth) instead of a colour; see `shaders/label.wgsl`.
 #[derive(Asset, TypePath, AsBindGroup, Debug, Clone)]
 pub struct LabelMaterial {
-    /// x: semantic class id, y: instance id (0 for stuff), z and w unused.
+    /// x: semantic class id, y: instance id (0 for stuff), z unused, w: 1 to draw
+    /// `colour` instead of ids.
     #[uniform(0)]
     pub label: Vec4,
+    /// Linear RGBA of the class, for display.
+    #[uniform(1)]
+    pub colour: Vec4,
+}
+
+/// What label materials write: exact ids (capture) or class colours (preview overlay).
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LabelOutput {
+    #[default]
+    Ids,
+    /// Class colours at this opacity (percent).
+    Colours { opacity_percent: u8 },
 }
 
 impl LabelMaterial {
-    pub fn new(class: SemanticClass, instance: u32) -> Self {
-        Self { label: Vec4::new(f32::from(class.id()), instance as f32, 0.0, 0.0) }
+    pub fn new(class: SemanticClass, instance: u32, output: LabelOutput) -> Self {
+        let [r, g, b] = class.colour();
+        let linear = Color::srgb_u8(r, g, b).to_linear();
+        let (mode, alpha) = match output {
+            LabelOutput::Ids => (0.0, 1.0),
+            LabelOutput::Colours { opacity_percent } => (1.0, f32::from(opacity_percent) / 100.0),
+        };
+        Self {
+            label: Vec4::new(f32::from(class.id()), instance as f32, 0.0, mode),
+            colour: Vec4::new(linear.red, linear.green, linear.blue, alpha),
+        }
     }
 }
 
@@ -77,9 +99,10 @@ impl FromWorld for SharedAssets {
             let mut meshes = world.resource_mut::<Assets<Mesh>>();
             CarType::ALL.map(|kind| meshes.add(geometry::car(kind).into_mesh()))
         };
+        let output = world.get_resource::<LabelOutput>().copied().unwrap_or_default();
         let class_labels = {
             let mut labels = world.resource_mut::<Assets<LabelMaterial>>();
-            SemanticClass::ALL.iter().map(|&class| labels.add(LabelMaterial::new(class, 0))).collect()
+            SemanticClass::ALL.iter().map(|&class| labels.add(LabelMaterial::new(class, 0, output))).collect()
         };
         let rain = world.resource_mut::<Assets<StandardMaterial>>().add(StandardMaterial {
             base_color: Color::srgba(0.75, 0.78, 0.82, 0.35),

@@ -14,7 +14,7 @@ use rand::Rng;
 
 use crate::geometry::Geometry;
 use crate::labels::SemanticClass;
-use crate::materials::{LabelMaterial, SharedAssets};
+use crate::materials::{LabelMaterial, LabelOutput, SharedAssets};
 use crate::physics::CarPose;
 
 /// Road and terrain extend this far behind the camera, metres.
@@ -170,9 +170,12 @@ impl MaterialCache {
     fn car_label(&mut self, world: &mut World, id: u32) -> Handle<LabelMaterial> {
         while self.car_labels.len() <= id as usize {
             let next = u32::try_from(self.car_labels.len()).unwrap_or(u32::MAX);
-            let material = world
-                .resource_mut::<Assets<LabelMaterial>>()
-                .add(LabelMaterial::new(SemanticClass::Car, next));
+            let output = world.get_resource::<LabelOutput>().copied().unwrap_or_default();
+            let material = world.resource_mut::<Assets<LabelMaterial>>().add(LabelMaterial::new(
+                SemanticClass::Car,
+                next,
+                output,
+            ));
             self.car_labels.push(material);
         }
         self.car_labels[id as usize].clone()
