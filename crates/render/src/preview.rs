@@ -12,14 +12,13 @@ use bevy::camera::{CameraOutputMode, Exposure};
 use bevy::core_pipeline::tonemapping::{DebandDither, Tonemapping};
 use bevy::input::mouse::{AccumulatedMouseMotion, AccumulatedMouseScroll};
 use bevy::prelude::*;
-use bevy::render::RenderPlugin;
 use bevy::render::render_resource::BlendState;
 use bevy::render::view::screenshot::{Screenshot, ScreenshotCaptured};
 use bevy::window::{PresentMode, WindowResolution};
 use l2s_core::config::Validate;
 use l2s_scene::{CarType, TrafficParams, Weather, sample_scene};
 
-use crate::headless::{RenderError, probe_adapter};
+use crate::headless::{RenderError, probe_adapter, render_plugin};
 use crate::labels::SemanticClass;
 use crate::materials::{LabelMaterialPlugin, LabelOutput, SharedAssets};
 use crate::physics::{SettleConfig, settle_cars};
@@ -120,7 +119,7 @@ pub fn run_preview(options: PreviewOptions) -> Result<(), PreviewError> {
     if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
         return Err(PreviewError::NoDisplay);
     }
-    probe_adapter()?;
+    let adapter = probe_adapter()?;
     let mut app = App::new();
     app.add_plugins(
         DefaultPlugins
@@ -133,7 +132,7 @@ pub fn run_preview(options: PreviewOptions) -> Result<(), PreviewError> {
                 }),
                 ..default()
             })
-            .set(RenderPlugin { synchronous_pipeline_compilation: true, ..default() })
+            .set(render_plugin(&adapter))
             .disable::<bevy::log::LogPlugin>(),
     );
     app.add_plugins(LabelMaterialPlugin);
