@@ -55,6 +55,28 @@ enum Command {
         #[arg(long)]
         out: PathBuf,
     },
+    /// Train a main task model on a dataset exported by `l2s render` (the last fifth of its
+    /// frames held out) and print the validation metrics.
+    Train {
+        /// Directory written by `l2s render`.
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, value_enum)]
+        task: TrainTask,
+        /// ξ: passes over the training part.
+        #[arg(long, default_value_t = 10)]
+        epochs: usize,
+        #[arg(long, default_value_t = 32)]
+        batch_size: usize,
+        #[arg(long, default_value_t = 0.003)]
+        learning_rate: f64,
+        /// auto (hardware GPU if any, else CPU), cpu or wgpu.
+        #[arg(long, default_value = "auto")]
+        backend: l2s_train::BackendChoice,
+        /// Seed of the initial weights and the batch order.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+    },
     /// Open the interactive scene preview window (keys are listed in the window).
     Preview {
         /// Dataset config (RON) whose ψ and seed to start from [default: built-in ψ].
@@ -74,15 +96,24 @@ enum Command {
     Bench {
         #[arg(value_enum)]
         target: BenchTarget,
-        /// Config to measure with.
-        #[arg(long, default_value = DEFAULT_CONFIG)]
-        config: PathBuf,
+        /// Config to measure with [default: configs/toy_gmm.ron for experiment,
+        /// configs/render.ron for render].
+        #[arg(long)]
+        config: Option<PathBuf>,
     },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum TrainTask {
+    /// Per-type car counts (L1); prints MAE per type and exact-count accuracy.
+    Counting,
+    /// Semantic segmentation (cross-entropy); prints per-class, mean and car IoU.
+    Segmentation,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
 enum BenchTarget {
-    /// A whole experiment (default: configs/toy_gmm.ron).
+    /// A whole experiment.
     Experiment,
     /// Labelled frames per second of the traffic renderer.
     Render,
@@ -101,11 +132,49 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).with_target(false).init();
 }
 
-fn not_built_yet(what: &str) -> anyhow::Error {
-    anyhow::anyhow!(
-        "{what} is not part of this build yet: the traffic renderer and the main task models are still being built \
-         (see ARCHITECTURE.md); `l2s experiment` runs the toy experiment"
-    )
+/// Labelled frames per second of the renderer with a dataset config's settings.
+fn bench_render(config: &std::path::Path) -> anyhow::Result<()> {
+    let dataset: l2s_render::DatasetConfig = l2s_core::config::load_ron(config)?;
+    let mut renderer = l2s_render::Renderer::new(dataset.render.clone())?;
+    let scenes = |from: usize, n: usize| -> anyhow::Result<Vec<l2s_scene::SceneDescription>> {
+        (from..from + n)
+            .map(|i| {
+                Ok(l2s_scene::sample_scene(&dataset.scene, l2s_render::export::scene_seed(dataset.seed, i))?)
+            })
+            .collect()
+    };
+    renderer.render(&scenes(0, 16)?)?;
+    let n = 160;
+    let batch = scenes(16, n)?;
+    let start = Instant::now();
+    renderer.render(&batch)?;
+    let wall = start.elapsed().as_secs_f64();
+    let s = renderer.settings();
+    println!(
+        "{n} labelled frames {}x{} in {wall:.2} s: {:.1} frames/s on {} (criterion: `cargo xtask bench render`)",
+        s.width,
+        s.height,
+        n as f64 / wall,
+        renderer.adapter().name
+    );
+    Ok(())
+}
+
+/// Training images per second of the counting CNN at 64x64 (synthetic data).
+fn bench_train() -> anyhow::Result<()> {
+    let device = l2s_train::training_device(l2s_train::BackendChoice::Auto);
+    let data = l2s_train::Dataset::squares(128, 64, 1);
+    let config = l2s_train::TrainConfig { epochs: 1, batch_size: 32, learning_rate: 1e-3, seed: 1 };
+    l2s_train::train_counting(&device, &config, &data, None)?;
+    let epochs = 5;
+    let start = Instant::now();
+    l2s_train::train_counting(&device, &l2s_train::TrainConfig { epochs, ..config }, &data, None)?;
+    let wall = start.elapsed().as_secs_f64();
+    println!(
+        "counting CNN 64x64, batch 32: {:.0} training images/s (criterion: `cargo xtask bench train`)",
+        (data.len() * epochs) as f64 / wall
+    );
+    Ok(())
 }
 
 fn bench_experiment(config: PathBuf) -> anyhow::Result<()> {
@@ -149,6 +218,77 @@ fn render_dataset(config: &std::path::Path, count: usize, out: &std::path::Path)
     Ok(())
 }
 
+#[allow(clippy::too_many_arguments)]
+fn train(
+    data: &std::path::Path,
+    task: TrainTask,
+    epochs: usize,
+    batch_size: usize,
+    learning_rate: f64,
+    backend: l2s_train::BackendChoice,
+    seed: u64,
+) -> anyhow::Result<()> {
+    let all = l2s_train::Dataset::load_export(data)?;
+    let held_out = (all.len() / 5).max(1);
+    anyhow::ensure!(
+        all.len() > held_out,
+        "`{}` has {} frames; at least 2 are needed",
+        data.display(),
+        all.len()
+    );
+    let mut train_set = all.clone();
+    let validation =
+        l2s_train::Dataset { samples: train_set.samples.split_off(all.len() - held_out), ..all.clone() };
+    let device = l2s_train::training_device(backend);
+    let config = l2s_train::TrainConfig { epochs, batch_size, learning_rate, seed };
+    let start = Instant::now();
+    let images = (train_set.len() * epochs) as f64;
+    match task {
+        TrainTask::Counting => {
+            let trained = l2s_train::train_counting(&device, &config, &train_set, None)?;
+            let wall = start.elapsed().as_secs_f64();
+            let m = l2s_train::evaluate_counting(&trained.model, &validation, &device)?;
+            println!(
+                "counting: {} training / {} validation images {}x{}, {epochs} epochs in {wall:.1} s ({:.0} images/s)",
+                train_set.len(),
+                validation.len(),
+                all.width,
+                all.height,
+                images / wall
+            );
+            println!("loss per epoch: {:?}", trained.epoch_losses);
+            println!(
+                "validation MAE {:.3} (per type {:?}), exact-count accuracy {:.3}",
+                m.mae, m.mae_per_type, m.exact_accuracy
+            );
+        }
+        TrainTask::Segmentation => {
+            let classes = l2s_render::SemanticClass::ALL.len();
+            let car = l2s_render::SemanticClass::ALL
+                .iter()
+                .position(|c| *c == l2s_render::SemanticClass::Car)
+                .unwrap_or(0);
+            let trained = l2s_train::train_segmentation(&device, &config, classes, &train_set, None)?;
+            let wall = start.elapsed().as_secs_f64();
+            let m = l2s_train::evaluate_segmentation(&trained.model, &validation, classes, car, &device)?;
+            println!(
+                "segmentation: {} training / {} validation images {}x{}, {epochs} epochs in {wall:.1} s ({:.0} images/s)",
+                train_set.len(),
+                validation.len(),
+                all.width,
+                all.height,
+                images / wall
+            );
+            println!("loss per epoch: {:?}", trained.epoch_losses);
+            println!(
+                "validation car IoU {:.3}, mean IoU {:.3}, per class {:?}",
+                m.car_iou, m.mean_iou, m.iou
+            );
+        }
+    }
+    Ok(())
+}
+
 fn preview(
     config: Option<&std::path::Path>,
     screenshot: Option<PathBuf>,
@@ -184,15 +324,20 @@ fn main() -> ExitCode {
                 println!("report: {}", options.out.join("report.md").display());
             })
         }
-        Command::Bench { target: BenchTarget::Experiment, config } => bench_experiment(config),
+        Command::Bench { target: BenchTarget::Experiment, config } => {
+            bench_experiment(config.unwrap_or_else(|| PathBuf::from("configs/toy_gmm.ron")))
+        }
+        Command::Train { data, task, epochs, batch_size, learning_rate, backend, seed } => {
+            train(&data, task, epochs, batch_size, learning_rate, backend, seed)
+        }
         Command::Render { config, count, out } => render_dataset(&config, count, &out),
-        Command::Bench { target: BenchTarget::Render, .. } => {
-            Err(not_built_yet("the render benchmark command"))
+        Command::Bench { target: BenchTarget::Render, config } => {
+            bench_render(&config.unwrap_or_else(|| PathBuf::from("configs/render.ron")))
         }
         Command::Preview { config, screenshot, frames, overlay } => {
             preview(config.as_deref(), screenshot, frames, overlay)
         }
-        Command::Bench { target: BenchTarget::Train, .. } => Err(not_built_yet("main-task training")),
+        Command::Bench { target: BenchTarget::Train, .. } => bench_train(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -301,3 +301,131 @@ fn preview_window_opens_renders_and_takes_a_screenshot() {
     let std = (luma.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / luma.len() as f64).sqrt();
     assert!(std > 15.0 && mean > 30.0, "screenshot lacks contrast: mean {mean:.1}, std {std:.1}");
 }
+
+/// The shipped traffic config made tiny: 32x32 images, a handful of samples, 2 iterations.
+fn tiny_traffic_config(dir: &Path, name: &str) -> PathBuf {
+    let text = std::fs::read_to_string(repo().join("configs").join(name)).expect("traffic config");
+    let text = text
+        .replace("width: 64", "width: 32")
+        .replace("height: 64", "height: 32")
+        .replace("min_visible_pixels: 6", "min_visible_pixels: 2")
+        .replace("train_samples: 100", "train_samples: 6")
+        .replace("validation_samples: 150", "validation_samples: 6")
+        .replace("validation_samples: 80", "validation_samples: 6")
+        .replace("test_samples: 300", "test_samples: 6")
+        .replace("test_samples: 200", "test_samples: 6")
+        .replace("epochs: 6", "epochs: 1")
+        .replace("epochs: 4", "epochs: 1")
+        .replace("iterations: 15", "iterations: 3")
+        .replace("iterations: 8", "iterations: 3")
+        .replace("samples_per_iteration: 6", "samples_per_iteration: 2")
+        .replace("samples_per_iteration: 4", "samples_per_iteration: 2")
+        .replace("seeds: 5", "seeds: 1")
+        .replace("final_trainings: 3", "final_trainings: 1")
+        .replace("final_trainings: 2", "final_trainings: 1");
+    std::fs::create_dir_all(dir.join("targets")).expect("targets dir");
+    std::fs::copy(repo().join("configs/targets/traffic.ron"), dir.join("targets/traffic.ron"))
+        .expect("target");
+    let path = dir.join(name);
+    std::fs::write(&path, text).expect("write config");
+    path
+}
+
+/// The whole traffic loop on lavapipe and the CPU backend: render, train, reward, policy
+/// update, final table, report; a run killed at its first checkpoint resumes to the same
+/// result as an uninterrupted one.
+#[test]
+fn traffic_counting_runs_end_to_end_and_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = tiny_traffic_config(dir.path(), "car_counting.ron");
+    let whole = dir.path().join("whole");
+    let o = l2s(&experiment_args(&config, &whole, &[]), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    for file in ["summary.json", "report.md", "reward_curve.png", "psi_trajectories.png", "samples.png"] {
+        assert!(whole.join(file).is_file(), "{file} missing");
+    }
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(whole.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(summary["metric"], "-MAE");
+    assert_eq!(summary["methods"].as_array().map(Vec::len), Some(4));
+
+    let killed = dir.path().join("killed");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_l2s"))
+        .args(experiment_args(&config, &killed, &[]))
+        .current_dir(dir.path())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("l2s starts");
+    let checkpoint = killed.join("seed-0").join("checkpoint.json");
+    while !checkpoint.exists() && child.try_wait().expect("child status").is_none() {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    let _ = child.kill();
+    child.wait().expect("reap");
+    let o = l2s(&experiment_args(&config, &killed, &["--resume"]), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary_without_times(&whole), summary_without_times(&killed));
+    let csv =
+        |root: &Path| std::fs::read_to_string(root.join("seed-0").join("metrics.csv")).expect("metrics.csv");
+    assert_eq!(csv(&whole), csv(&killed));
+}
+
+#[test]
+fn traffic_segmentation_runs_end_to_end() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = tiny_traffic_config(dir.path(), "segmentation.ron");
+    let out = dir.path().join("out");
+    let o = l2s(&experiment_args(&config, &out, &[]), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("summary.json")).expect("summary"))
+            .expect("json");
+    assert_eq!(summary["metric"], "car IoU");
+    for method in summary["methods"].as_array().expect("methods") {
+        let mean = method["mean"].as_f64().expect("mean");
+        assert!((0.0..=1.0).contains(&mean), "IoU out of range: {method}");
+    }
+}
+
+#[test]
+fn train_command_learns_from_an_exported_dataset() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = dir.path().join("render.ron");
+    let text = std::fs::read_to_string(repo().join("configs/render.ron")).expect("render config");
+    std::fs::write(&config, text.replace("width: 256", "width: 32").replace("height: 256", "height: 32"))
+        .expect("write");
+    let data = dir.path().join("data");
+    let o = l2s(
+        &[
+            "render",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--count",
+            "10",
+            "--out",
+            data.to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    for task in ["counting", "segmentation"] {
+        let o = l2s(
+            &[
+                "train",
+                "--data",
+                data.to_str().expect("utf-8"),
+                "--task",
+                task,
+                "--epochs",
+                "1",
+                "--backend",
+                "cpu",
+            ],
+            dir.path(),
+        );
+        assert!(o.status.success(), "{task}: {}", stderr(&o));
+        let stdout = String::from_utf8_lossy(&o.stdout);
+        assert!(stdout.contains("validation"), "{task}: {stdout}");
+    }
+}

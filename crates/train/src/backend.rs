@@ -1,9 +1,11 @@
 //! Which burn device trains the main task models.
 
+use std::task::{Context, Poll, Waker};
+
 use burn::tensor::{Device, DeviceKind};
 
 /// Which burn device trains the main task models.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub enum BackendChoice {
     /// A hardware GPU through wgpu when there is one, else the CPU.
     #[default]
@@ -27,15 +29,63 @@ impl std::str::FromStr for BackendChoice {
     }
 }
 
+/// A hardware GPU adapter (discrete, integrated or virtual) that wgpu can see.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HardwareGpu {
+    pub name: String,
+    pub kind: DeviceKind,
+}
+
+/// The best hardware GPU on this machine, if any; software adapters (lavapipe) do not count.
+pub fn hardware_gpu() -> Option<HardwareGpu> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let mut adapters = std::pin::pin!(instance.enumerate_adapters(wgpu::Backends::all()));
+    // Native wgpu answers at once; a pending answer counts as no adapter.
+    let adapters = match adapters.as_mut().poll(&mut Context::from_waker(Waker::noop())) {
+        Poll::Ready(adapters) => adapters,
+        Poll::Pending => Vec::new(),
+    };
+    let infos: Vec<wgpu::AdapterInfo> = adapters.iter().map(wgpu::Adapter::get_info).collect();
+    // burn numbers the GPUs of each kind in wgpu's order.
+    let index_of = |kind: wgpu::DeviceType, name: &str| {
+        infos.iter().filter(|i| i.device_type == kind).position(|i| i.name == name).unwrap_or(0)
+    };
+    [wgpu::DeviceType::DiscreteGpu, wgpu::DeviceType::IntegratedGpu, wgpu::DeviceType::VirtualGpu]
+        .into_iter()
+        .find_map(|kind| infos.iter().find(|i| i.device_type == kind))
+        .map(|info| HardwareGpu {
+            name: info.name.clone(),
+            kind: match info.device_type {
+                wgpu::DeviceType::DiscreteGpu => {
+                    DeviceKind::DiscreteGpu(index_of(info.device_type, &info.name))
+                }
+                wgpu::DeviceType::IntegratedGpu => {
+                    DeviceKind::IntegratedGpu(index_of(info.device_type, &info.name))
+                }
+                _ => DeviceKind::VirtualGpu(index_of(info.device_type, &info.name)),
+            },
+        })
+}
+
 /// The device for `choice`, with autodiff enabled for training.
 ///
-/// `Auto` resolves to the CPU until adapter probing lands with the models: on the
-/// machines this project runs on without a GPU, wgpu would pick lavapipe, which trains
-/// 5x slower than `flex` (../shared/feasibility.md).
+/// `Auto` takes a hardware GPU through wgpu when there is one and burn's CPU backend
+/// otherwise: it never picks a software adapter such as lavapipe, which trains 5x slower
+/// than `flex` (../shared/feasibility.md). `Wgpu` takes wgpu's default adapter, whatever it is.
 pub fn training_device(choice: BackendChoice) -> Device {
     let device = match choice {
-        BackendChoice::Auto | BackendChoice::Cpu => Device::flex().autodiff(),
+        BackendChoice::Cpu => Device::flex().autodiff(),
         BackendChoice::Wgpu => Device::wgpu(DeviceKind::DefaultDevice).autodiff(),
+        BackendChoice::Auto => match hardware_gpu() {
+            Some(gpu) => {
+                tracing::info!(adapter = %gpu.name, "backend auto: hardware GPU found, training with wgpu");
+                Device::wgpu(gpu.kind).autodiff()
+            }
+            None => {
+                tracing::info!("backend auto: no hardware GPU, training on the CPU (flex)");
+                Device::flex().autodiff()
+            }
+        },
     };
     tracing::info!("main task models train on {device:?} (backend choice: {choice:?})");
     device

@@ -5,7 +5,12 @@ use burn::prelude::*;
 use l2s_core::SeedTree;
 use rand::Rng;
 
+use std::path::Path;
+
 use crate::metrics::CAR_TYPES;
+
+/// Car type names in count order, as `l2s render` writes them.
+pub const CAR_TYPE_NAMES: [&str; CAR_TYPES] = ["sedan", "suv", "van", "pickup", "bus"];
 
 /// One labelled image.
 #[derive(Debug, Clone, PartialEq)]
@@ -48,6 +53,10 @@ pub enum DataError {
     ClassMapSize { index: usize, got: usize, expected: usize },
     #[error("sample {index}: class {class} is not below the model's {classes} classes")]
     ClassOutOfRange { index: usize, class: u8, classes: usize },
+    #[error("cannot read `{}`: {cause}\n  hint: point to a directory written by `l2s render`", path.display())]
+    Read { path: std::path::PathBuf, cause: String },
+    #[error("`{}` is not what `l2s render` writes: {what}", path.display())]
+    Format { path: std::path::PathBuf, what: String },
 }
 
 /// Samples of one image size.
@@ -121,6 +130,89 @@ impl Dataset {
         Self { width: size, height: size, samples }
     }
 
+    /// Loads a dataset written by `l2s render` (`image_2/`, `semantic/`, `frames/`,
+    /// `labels.json`): counts from the per-frame JSON, class indices in `labels.json`'s
+    /// order (the renderer's Cityscapes ids mapped to 0..classes).
+    pub fn load_export(dir: &Path) -> Result<Self, DataError> {
+        let read = |path: &Path| {
+            std::fs::read(path)
+                .map_err(|e| DataError::Read { path: path.to_path_buf(), cause: e.to_string() })
+        };
+        let json = |path: &Path| -> Result<serde_json::Value, DataError> {
+            serde_json::from_slice(&read(path)?)
+                .map_err(|e| DataError::Format { path: path.to_path_buf(), what: e.to_string() })
+        };
+        let labels_path = dir.join("labels.json");
+        let labels = json(&labels_path)?;
+        let mut lut = [u8::MAX; 256];
+        let classes = labels["classes"].as_array().ok_or_else(|| DataError::Format {
+            path: labels_path.clone(),
+            what: "no `classes` list".into(),
+        })?;
+        for (index, class) in classes.iter().enumerate() {
+            let id = class["id"].as_u64().and_then(|id| usize::try_from(id).ok()).filter(|id| *id < 256);
+            let id = id.ok_or_else(|| DataError::Format {
+                path: labels_path.clone(),
+                what: format!("class {index} has no id below 256"),
+            })?;
+            lut[id] = u8::try_from(index).unwrap_or(u8::MAX);
+        }
+        let frames_dir = dir.join("frames");
+        let mut names: Vec<String> = std::fs::read_dir(&frames_dir)
+            .map_err(|e| DataError::Read { path: frames_dir.clone(), cause: e.to_string() })?
+            .filter_map(|entry| entry.ok()?.file_name().into_string().ok())
+            .filter_map(|name| name.strip_suffix(".json").map(str::to_string))
+            .collect();
+        names.sort();
+        let (mut width, mut height) = (0, 0);
+        let mut samples = Vec::with_capacity(names.len());
+        for name in &names {
+            let frame_path = frames_dir.join(format!("{name}.json"));
+            let frame = json(&frame_path)?;
+            let mut counts = [0.0; CAR_TYPES];
+            for (i, kind) in CAR_TYPE_NAMES.iter().enumerate() {
+                counts[i] = frame["counts"][kind].as_f64().ok_or_else(|| DataError::Format {
+                    path: frame_path.clone(),
+                    what: format!("no count for `{kind}`"),
+                })? as f32;
+            }
+            let image_path = dir.join("image_2").join(format!("{name}.png"));
+            let rgb = image::load_from_memory(&read(&image_path)?)
+                .map_err(|e| DataError::Format { path: image_path.clone(), what: e.to_string() })?
+                .to_rgb8();
+            let semantic_path = dir.join("semantic").join(format!("{name}.png"));
+            let ids = image::load_from_memory(&read(&semantic_path)?)
+                .map_err(|e| DataError::Format { path: semantic_path.clone(), what: e.to_string() })?
+                .to_luma8();
+            if ids.dimensions() != rgb.dimensions() {
+                return Err(DataError::Format {
+                    path: semantic_path,
+                    what: "size differs from the RGB image".into(),
+                });
+            }
+            let class_map: Vec<u8> = ids.as_raw().iter().map(|&id| lut[usize::from(id)]).collect();
+            if let Some(bad) = ids.as_raw().iter().find(|&&id| lut[usize::from(id)] == u8::MAX) {
+                return Err(DataError::Format {
+                    path: semantic_path,
+                    what: format!("label id {bad} is not in labels.json"),
+                });
+            }
+            let (w, h) = (rgb.width() as usize, rgb.height() as usize);
+            if samples.is_empty() {
+                (width, height) = (w, h);
+            } else if (w, h) != (width, height) {
+                return Err(DataError::Format {
+                    path: image_path,
+                    what: format!("{w}x{h}, the first image is {width}x{height}"),
+                });
+            }
+            samples.push(Sample::from_rgb8(rgb.as_raw(), w, h, counts, class_map));
+        }
+        let dataset = Self { width, height, samples };
+        dataset.check(Some(classes.len()))?;
+        Ok(dataset)
+    }
+
     pub fn len(&self) -> usize {
         self.samples.len()
     }
@@ -147,5 +239,52 @@ impl Dataset {
             indices.iter().flat_map(|i| self.samples[*i].classes.iter().map(|c| i64::from(*c))).collect();
         let n = values.len();
         Tensor::from_data(TensorData::new(values, [n]), device)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Writes a two-frame dataset in `l2s render`'s layout.
+    fn write_export(dir: &Path, semantic_id: u8) {
+        for sub in ["image_2", "semantic", "frames"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("dir");
+        }
+        let labels = r#"{"classes": [{"id": 7, "name": "road"}, {"id": 26, "name": "car"}, {"id": 23, "name": "sky"}]}"#;
+        std::fs::write(dir.join("labels.json"), labels).expect("labels");
+        for (i, count) in [(0, 2.0), (1, 0.0)] {
+            let name = format!("{i:06}");
+            let rgb = image::RgbImage::from_fn(4, 2, |x, y| image::Rgb([x as u8 * 60, y as u8 * 100, 7]));
+            rgb.save(dir.join("image_2").join(format!("{name}.png"))).expect("png");
+            let ids =
+                image::GrayImage::from_fn(4, 2, |x, _| image::Luma([if x < 2 { 7 } else { semantic_id }]));
+            ids.save(dir.join("semantic").join(format!("{name}.png"))).expect("png");
+            let frame =
+                format!(r#"{{"counts": {{"sedan": {count}, "suv": 1, "van": 0, "pickup": 0, "bus": 3}}}}"#);
+            std::fs::write(dir.join("frames").join(format!("{name}.json")), frame).expect("frame");
+        }
+    }
+
+    #[test]
+    fn an_exported_dataset_loads_with_counts_and_class_indices() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_export(dir.path(), 26);
+        let data = Dataset::load_export(dir.path()).expect("loads");
+        assert_eq!((data.width, data.height, data.len()), (4, 2, 2));
+        assert_eq!(data.samples[0].counts, [2.0, 1.0, 0.0, 0.0, 3.0]);
+        assert_eq!(data.samples[1].counts, [0.0, 1.0, 0.0, 0.0, 3.0]);
+        assert_eq!(data.samples[0].classes, vec![0, 0, 1, 1, 0, 0, 1, 1]);
+        // Channel-major: red of pixel (1, 0) is 60 / 255.
+        assert!((data.samples[0].image[1] - 60.0 / 255.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn a_broken_export_is_named() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        assert!(matches!(Dataset::load_export(dir.path()), Err(DataError::Read { .. })));
+        write_export(dir.path(), 99);
+        let err = Dataset::load_export(dir.path()).expect_err("id 99 is unknown");
+        assert!(err.to_string().contains("99"), "{err}");
     }
 }

@@ -10,6 +10,8 @@ pub mod model;
 pub mod training;
 
 pub use backend::{BackendChoice, training_device};
+/// The burn device the models train on (a value in burn 0.22, not a type parameter).
+pub use burn::tensor::Device;
 pub use data::{DataError, Dataset, Sample};
 pub use metrics::{CountingMetrics, SegmentationMetrics};
 pub use model::{CountingCnn, CountingCnnConfig, SegmentationNet, SegmentationNetConfig};

@@ -110,7 +110,30 @@ pub fn train_counting(
     }))
 }
 
-/// Trains the segmentation model with pixel-wise cross-entropy.
+/// Median-frequency balancing (Eigen and Fergus): weight = median class frequency / class
+/// frequency, over the classes present in `data`, clamped to [0.05, 20]. Cars cover a few
+/// percent of the pixels; unweighted, short trainings never predict them at all.
+pub fn class_weights(data: &Dataset, classes: usize) -> Vec<f32> {
+    let mut pixels = vec![0u64; classes];
+    for sample in &data.samples {
+        for &c in &sample.classes {
+            if let Some(p) = pixels.get_mut(usize::from(c)) {
+                *p += 1;
+            }
+        }
+    }
+    let total = pixels.iter().sum::<u64>().max(1) as f64;
+    let mut present: Vec<f64> = pixels.iter().filter(|&&p| p > 0).map(|&p| p as f64 / total).collect();
+    present.sort_by(f64::total_cmp);
+    let median = present.get(present.len() / 2).copied().unwrap_or(1.0);
+    pixels
+        .iter()
+        .map(|&p| if p == 0 { 1.0 } else { (median / (p as f64 / total)).clamp(0.05, 20.0) as f32 })
+        .collect()
+}
+
+/// Trains the segmentation model with pixel-wise cross-entropy, classes weighted by
+/// [`class_weights`].
 pub fn train_segmentation(
     device: &Device,
     config: &TrainConfig,
@@ -122,7 +145,8 @@ pub fn train_segmentation(
     data.check(Some(classes))?;
     let model =
         start.unwrap_or_else(|| fresh(device, config.seed, |d| SegmentationNetConfig::new(classes).init(d)));
-    let criterion = CrossEntropyLossConfig::new().init(device);
+    let criterion =
+        CrossEntropyLossConfig::new().with_weights(Some(class_weights(data, classes))).init(device);
     Ok(fit(model, config, data.len(), |m, batch| {
         let logits = m.forward(data.images(batch, device));
         let [b, c, h, w] = logits.dims();
