@@ -4,8 +4,8 @@ use std::path::{Path, PathBuf};
 
 use l2s_core::config::{InvalidField, Validate};
 use l2s_meta::StudySummary;
-use l2s_toy::{ToyConfig, ToyRunOptions, run_toy_experiment};
-use l2s_traffic::{Task, TrafficConfig, TrafficRunOptions, run_traffic_experiment};
+use l2s_toy::{ToyConfig, run_toy_experiment};
+use l2s_traffic::{Task, TrafficConfig, run_traffic_experiment};
 use serde::Deserialize;
 
 /// The built-in default experiment, relative to the repository root.
@@ -32,18 +32,7 @@ impl Validate for ExperimentConfig {
 }
 
 /// What the command line adds to a config.
-#[derive(Debug, Clone)]
-pub struct RunOptions {
-    pub config_path: PathBuf,
-    /// Replaces the config's target file.
-    pub target: Option<PathBuf>,
-    /// Output directory.
-    pub out: PathBuf,
-    /// Replaces the config's number of seeds.
-    pub seeds: Option<usize>,
-    /// Continue the run in `out` where it stopped.
-    pub resume: bool,
-}
+pub use l2s_meta::StudyRunOptions as RunOptions;
 
 /// `runs/<config file name>`.
 pub fn default_out(config: &Path) -> PathBuf {
@@ -55,28 +44,8 @@ pub fn default_out(config: &Path) -> PathBuf {
 pub fn run(options: &RunOptions) -> anyhow::Result<StudySummary> {
     let config: ExperimentConfig = l2s_core::load_ron(&options.config_path)?;
     match config {
-        ExperimentConfig::ToyGmm(toy) => {
-            let toy_options = ToyRunOptions {
-                config_path: options.config_path.clone(),
-                target: options.target.clone(),
-                out: options.out.clone(),
-                seeds: options.seeds,
-                resume: options.resume,
-            };
-            Ok(run_toy_experiment(toy, &toy_options)?)
-        }
-        ExperimentConfig::CarCounting(config) => run_traffic(Task::Counting, config, options),
-        ExperimentConfig::Segmentation(config) => run_traffic(Task::Segmentation, config, options),
+        ExperimentConfig::ToyGmm(toy) => Ok(run_toy_experiment(toy, options)?),
+        ExperimentConfig::CarCounting(c) => Ok(run_traffic_experiment(Task::Counting, c, options)?),
+        ExperimentConfig::Segmentation(c) => Ok(run_traffic_experiment(Task::Segmentation, c, options)?),
     }
-}
-
-fn run_traffic(task: Task, config: TrafficConfig, options: &RunOptions) -> anyhow::Result<StudySummary> {
-    let traffic_options = TrafficRunOptions {
-        config_path: options.config_path.clone(),
-        target: options.target.clone(),
-        out: options.out.clone(),
-        seeds: options.seeds,
-        resume: options.resume,
-    };
-    Ok(run_traffic_experiment(task, config, &traffic_options)?)
 }

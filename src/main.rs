@@ -242,50 +242,41 @@ fn train(
     let device = l2s_train::training_device(backend);
     let config = l2s_train::TrainConfig { epochs, batch_size, learning_rate, seed };
     let start = Instant::now();
-    let images = (train_set.len() * epochs) as f64;
-    match task {
+    let (name, losses, wall, result) = match task {
         TrainTask::Counting => {
             let trained = l2s_train::train_counting(&device, &config, &train_set, None)?;
             let wall = start.elapsed().as_secs_f64();
             let m = l2s_train::evaluate_counting(&trained.model, &validation, &device)?;
-            println!(
-                "counting: {} training / {} validation images {}x{}, {epochs} epochs in {wall:.1} s ({:.0} images/s)",
-                train_set.len(),
-                validation.len(),
-                all.width,
-                all.height,
-                images / wall
-            );
-            println!("loss per epoch: {:?}", trained.epoch_losses);
-            println!(
+            let result = format!(
                 "validation MAE {:.3} (per type {:?}), exact-count accuracy {:.3}",
                 m.mae, m.mae_per_type, m.exact_accuracy
             );
+            ("counting", trained.epoch_losses, wall, result)
         }
         TrainTask::Segmentation => {
-            let classes = l2s_render::SemanticClass::ALL.len();
-            let car = l2s_render::SemanticClass::ALL
-                .iter()
-                .position(|c| *c == l2s_render::SemanticClass::Car)
-                .unwrap_or(0);
+            use l2s_render::SemanticClass;
+            let classes = SemanticClass::ALL.len();
+            let car = SemanticClass::ALL.iter().position(|c| *c == SemanticClass::Car).unwrap_or(0);
             let trained = l2s_train::train_segmentation(&device, &config, classes, &train_set, None)?;
             let wall = start.elapsed().as_secs_f64();
             let m = l2s_train::evaluate_segmentation(&trained.model, &validation, classes, car, &device)?;
-            println!(
-                "segmentation: {} training / {} validation images {}x{}, {epochs} epochs in {wall:.1} s ({:.0} images/s)",
-                train_set.len(),
-                validation.len(),
-                all.width,
-                all.height,
-                images / wall
-            );
-            println!("loss per epoch: {:?}", trained.epoch_losses);
-            println!(
+            let result = format!(
                 "validation car IoU {:.3}, mean IoU {:.3}, per class {:?}",
                 m.car_iou, m.mean_iou, m.iou
             );
+            ("segmentation", trained.epoch_losses, wall, result)
         }
-    }
+    };
+    println!(
+        "{name}: {} training / {} validation images {}x{}, {epochs} epochs in {wall:.1} s ({:.0} images/s)",
+        train_set.len(),
+        validation.len(),
+        all.width,
+        all.height,
+        (train_set.len() * epochs) as f64 / wall
+    );
+    println!("loss per epoch: {losses:?}");
+    println!("{result}");
     Ok(())
 }
 

@@ -175,6 +175,26 @@ fn toy_experiment_runs_end_to_end_and_resumes() {
     assert!(stderr(&other).contains("another config"), "{}", stderr(&other));
 }
 
+/// Starts a run into `out`, kills it as soon as its first checkpoint exists (if it has not
+/// finished by then) and resumes it to the end.
+fn kill_at_first_checkpoint_then_resume(dir: &Path, config: &Path, out: &Path) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_l2s"))
+        .args(experiment_args(config, out, &[]))
+        .current_dir(dir)
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("l2s starts");
+    let checkpoint = out.join("seed-0").join("checkpoint.json");
+    while !checkpoint.exists() && child.try_wait().expect("child status").is_none() {
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+    // The run may have finished already; then there is nothing to kill.
+    let _ = child.kill();
+    child.wait().expect("reap");
+    let o = l2s(&experiment_args(config, out, &["--resume"]), dir);
+    assert!(o.status.success(), "{}", stderr(&o));
+}
+
 /// Kills a run as soon as its first checkpoint exists, resumes it, and compares with an
 /// uninterrupted run. Where the kill lands varies; the result must not.
 #[test]
@@ -186,22 +206,7 @@ fn a_killed_run_resumes_to_the_uninterrupted_result() {
     assert!(o.status.success(), "{}", stderr(&o));
 
     let killed = dir.path().join("killed");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_l2s"))
-        .args(experiment_args(&config, &killed, &[]))
-        .current_dir(dir.path())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("l2s starts");
-    let checkpoint = killed.join("seed-0").join("checkpoint.json");
-    while !checkpoint.exists() && child.try_wait().expect("child status").is_none() {
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    // The run may have finished already; then there is nothing to kill.
-    let _ = child.kill();
-    child.wait().expect("reap");
-
-    let o = l2s(&experiment_args(&config, &killed, &["--resume"]), dir.path());
-    assert!(o.status.success(), "{}", stderr(&o));
+    kill_at_first_checkpoint_then_resume(dir.path(), &config, &killed);
     assert_eq!(summary_without_times(&whole), summary_without_times(&killed));
     for seed in ["seed-0", "seed-1"] {
         let csv =
@@ -351,20 +356,7 @@ fn traffic_counting_runs_end_to_end_and_resumes() {
     assert_eq!(summary["methods"].as_array().map(Vec::len), Some(4));
 
     let killed = dir.path().join("killed");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_l2s"))
-        .args(experiment_args(&config, &killed, &[]))
-        .current_dir(dir.path())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("l2s starts");
-    let checkpoint = killed.join("seed-0").join("checkpoint.json");
-    while !checkpoint.exists() && child.try_wait().expect("child status").is_none() {
-        std::thread::sleep(std::time::Duration::from_millis(2));
-    }
-    let _ = child.kill();
-    child.wait().expect("reap");
-    let o = l2s(&experiment_args(&config, &killed, &["--resume"]), dir.path());
-    assert!(o.status.success(), "{}", stderr(&o));
+    kill_at_first_checkpoint_then_resume(dir.path(), &config, &killed);
     assert_eq!(summary_without_times(&whole), summary_without_times(&killed));
     let csv =
         |root: &Path| std::fs::read_to_string(root.join("seed-0").join("metrics.csv")).expect("metrics.csv");

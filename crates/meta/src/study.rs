@@ -2,7 +2,7 @@
 //! against random ψ, random search with the same budget of main-task trainings, and the
 //! target's own parameters (the upper bound), each scored on the test split only.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use l2s_core::config::{InvalidField, Validate, check_count};
@@ -30,6 +30,21 @@ impl Validate for StudyConfig {
         check_count("seeds", self.seeds, 1, 1000)?;
         check_count("final_trainings", self.final_trainings, 1, 1000)
     }
+}
+
+/// What the command line adds to an experiment's config.
+#[derive(Debug, Clone)]
+pub struct StudyRunOptions {
+    /// The config file (target paths resolve beside it).
+    pub config_path: PathBuf,
+    /// Replaces the config's target file.
+    pub target: Option<PathBuf>,
+    /// Output directory.
+    pub out: PathBuf,
+    /// Replaces the config's number of seeds.
+    pub seeds: Option<usize>,
+    /// Continue the run in `out` where it stopped.
+    pub resume: bool,
 }
 
 /// One row of the final table.

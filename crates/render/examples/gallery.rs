@@ -3,26 +3,12 @@
 //!
 //! `cargo run --release --workspace --example gallery` (from the repository root).
 
-use image::{Rgb, RgbImage};
-use l2s_render::{Frame, RenderSettings, Renderer, SemanticClass};
+use image::RgbImage;
+use l2s_render::{Frame, RenderSettings, Renderer};
 use l2s_scene::{CarType, TrafficParams, Weather, sample_scene};
 
-fn tile(frame: &Frame) -> RgbImage {
-    let (w, h) = (frame.width, frame.height);
-    let mut out = RgbImage::new(2 * w, h);
-    for y in 0..h {
-        for x in 0..w {
-            let i = (y * w + x) as usize;
-            out.put_pixel(x, y, Rgb([frame.rgb[3 * i], frame.rgb[3 * i + 1], frame.rgb[3 * i + 2]]));
-            let colour = SemanticClass::from_id(frame.classes[i]).map_or([0, 0, 0], SemanticClass::colour);
-            out.put_pixel(w + x, y, Rgb(colour));
-        }
-    }
-    out
-}
-
 fn column(frames: &[Frame]) -> RgbImage {
-    let tiles: Vec<RgbImage> = frames.iter().map(tile).collect();
+    let tiles: Vec<RgbImage> = frames.iter().map(Frame::side_by_side).collect();
     let (w, h) = (tiles[0].width(), tiles[0].height());
     let mut out = RgbImage::new(w, h * tiles.len() as u32);
     for (k, t) in tiles.iter().enumerate() {

@@ -43,6 +43,21 @@ pub struct Frame {
     pub poses: Vec<CarPose>,
 }
 
+impl Frame {
+    /// RGB next to the class map in Cityscapes colours, for figures and reports.
+    pub fn side_by_side(&self) -> image::RgbImage {
+        let (w, h) = (self.width, self.height);
+        image::RgbImage::from_fn(2 * w, h, |x, y| {
+            let i = (y * w + x % w) as usize;
+            if x < w {
+                image::Rgb([self.rgb[3 * i], self.rgb[3 * i + 1], self.rgb[3 * i + 2]])
+            } else {
+                image::Rgb(SemanticClass::from_id(self.classes[i]).map_or([0, 0, 0], SemanticClass::colour))
+            }
+        })
+    }
+}
+
 /// Why a label readback is not an exact label map.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum LabelError {

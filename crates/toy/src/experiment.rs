@@ -9,7 +9,7 @@ use l2s_core::{ConfigError, load_ron};
 use l2s_meta::progress::Progress;
 use l2s_meta::report::{PlotError, plot_psi_trajectories, plot_reward_curve, summary_table, write_summary};
 use l2s_meta::study::{SeedRun, study_trainings};
-use l2s_meta::{MetaConfig, MetaError, StudyConfig, StudySummary, run_study};
+use l2s_meta::{MetaConfig, MetaError, StudyConfig, StudyRunOptions, StudySummary, run_study};
 use serde::{Deserialize, Serialize};
 
 use crate::env::{DataConfig, SimulatorConfig, ToyEnv};
@@ -42,19 +42,6 @@ impl Validate for ToyConfig {
     }
 }
 
-/// What the command line may change.
-#[derive(Debug, Clone)]
-pub struct ToyRunOptions {
-    /// The config file (target paths resolve beside it).
-    pub config_path: PathBuf,
-    /// Replaces the config's target.
-    pub target: Option<PathBuf>,
-    pub out: PathBuf,
-    /// Replaces `study.seeds`.
-    pub seeds: Option<usize>,
-    pub resume: bool,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ToyError {
     #[error(transparent)]
@@ -68,7 +55,10 @@ pub enum ToyError {
 }
 
 /// Runs the study, then writes `summary.json`, `report.md` and the figures into `options.out`.
-pub fn run_toy_experiment(mut config: ToyConfig, options: &ToyRunOptions) -> Result<StudySummary, ToyError> {
+pub fn run_toy_experiment(
+    mut config: ToyConfig,
+    options: &StudyRunOptions,
+) -> Result<StudySummary, ToyError> {
     let start = Instant::now();
     let target_path =
         options.target.clone().unwrap_or_else(|| resolve_beside(&options.config_path, &config.target));

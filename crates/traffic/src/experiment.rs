@@ -13,8 +13,8 @@ use l2s_meta::policy::uniform_sample;
 use l2s_meta::progress::Progress;
 use l2s_meta::report::{PlotError, plot_psi_trajectories, plot_reward_curve, summary_table, write_summary};
 use l2s_meta::study::study_trainings;
-use l2s_meta::{MetaConfig, MetaError, StudyConfig, StudySummary, run_study};
-use l2s_render::{Frame, RenderError, RenderSettings, Renderer, SemanticClass};
+use l2s_meta::{MetaConfig, MetaError, StudyConfig, StudyRunOptions, StudySummary, run_study};
+use l2s_render::{Frame, RenderError, RenderSettings, Renderer};
 use l2s_scene::TrafficParams;
 use l2s_train::{BackendChoice, training_device};
 use serde::{Deserialize, Serialize};
@@ -59,18 +59,6 @@ impl Validate for TrafficConfig {
     }
 }
 
-/// What the command line may change.
-#[derive(Debug, Clone)]
-pub struct TrafficRunOptions {
-    pub config_path: PathBuf,
-    /// Replaces the config's target file.
-    pub target: Option<PathBuf>,
-    pub out: PathBuf,
-    /// Replaces `study.seeds`.
-    pub seeds: Option<usize>,
-    pub resume: bool,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum TrafficError {
     #[error(transparent)]
@@ -93,7 +81,7 @@ pub enum TrafficError {
 pub fn run_traffic_experiment(
     task: Task,
     mut config: TrafficConfig,
-    options: &TrafficRunOptions,
+    options: &StudyRunOptions,
 ) -> Result<StudySummary, TrafficError> {
     let start = Instant::now();
     let target_path =
@@ -166,21 +154,6 @@ pub fn run_traffic_experiment(
     Ok(summary)
 }
 
-/// RGB next to the colourised class map.
-fn tile(frame: &Frame) -> RgbImage {
-    let (w, h) = (frame.width, frame.height);
-    let mut out = RgbImage::new(2 * w, h);
-    for y in 0..h {
-        for x in 0..w {
-            let i = (y * w + x) as usize;
-            out.put_pixel(x, y, Rgb([frame.rgb[3 * i], frame.rgb[3 * i + 1], frame.rgb[3 * i + 2]]));
-            let colour = SemanticClass::from_id(frame.classes[i]).map_or([0, 0, 0], SemanticClass::colour);
-            out.put_pixel(w + x, y, Rgb(colour));
-        }
-    }
-    out
-}
-
 /// Rows: random ψ, learned ψ*, the target; four samples each, RGB next to labels.
 fn write_grid(
     path: &Path,
@@ -200,7 +173,7 @@ fn write_grid(
         let tree = seeds.child("grid").index(r as u64);
         let (_, frames) = render_dataset(renderer, params, &tree, 4, None)
             .map_err(|source| MetaError::Environment { what: "figure".into(), source })?;
-        tiles.push(frames.iter().map(tile).collect::<Vec<_>>());
+        tiles.push(frames.iter().map(Frame::side_by_side).collect::<Vec<_>>());
     }
     let (tw, th) = tiles.first().and_then(|r| r.first()).map_or((1, 1), |t| (t.width(), t.height()));
     let gap = 4;

@@ -10,4 +10,4 @@ pub mod env;
 pub mod experiment;
 
 pub use env::{DomainShift, Target, Task, TrafficEnv};
-pub use experiment::{TrafficConfig, TrafficError, TrafficRunOptions, run_traffic_experiment};
+pub use experiment::{TrafficConfig, TrafficError, run_traffic_experiment};
