@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Task {
-    /// Build `l2s` (release) and run `l2s experiment [ARGS]` (default: configs/toy_gmm.ron).
+    /// Build `l2s` (release) and run `l2s experiment [ARGS]` (default: configs/car_counting.ron).
     Experiment {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
