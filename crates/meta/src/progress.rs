@@ -13,6 +13,8 @@ pub struct Progress {
     interactive: bool,
     /// When the last plain log line went out (non-interactive mode only).
     last_line: Arc<Mutex<Option<Instant>>>,
+    /// The phase and what the environment is doing inside it (e.g. "rendering 100 images").
+    status: Arc<Mutex<(String, String)>>,
 }
 
 /// Plain log lines come at most this often, so logs of long runs stay readable.
@@ -35,12 +37,17 @@ impl Progress {
         if interactive {
             bar.enable_steady_tick(Duration::from_millis(250));
         }
-        Self { bar, interactive, last_line: Arc::default() }
+        Self { bar, interactive, last_line: Arc::default(), status: Arc::default() }
     }
 
     /// Reports nothing anywhere (tests, nested runs).
     pub fn hidden() -> Self {
-        Self { bar: ProgressBar::hidden(), interactive: false, last_line: Arc::default() }
+        Self {
+            bar: ProgressBar::hidden(),
+            interactive: false,
+            last_line: Arc::default(),
+            status: Arc::default(),
+        }
     }
 
     /// Names the unit of work the phases belong to (e.g. "seed 2/5").
@@ -55,6 +62,22 @@ impl Progress {
     /// Sets the phase shown after the context (e.g. "iteration 13/60 · mean reward 0.912");
     /// without a terminal, logs it with the count and ETA, at most every two seconds.
     pub fn phase(&self, text: String) {
+        let mut status = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        status.0 = text;
+        status.1.clear();
+        self.show(&status);
+    }
+
+    /// What the environment is doing within the phase (e.g. "sample 3: training"); shown
+    /// after the phase until the next phase begins.
+    pub fn detail(&self, text: String) {
+        let mut status = self.status.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        status.1 = text;
+        self.show(&status);
+    }
+
+    fn show(&self, (phase, detail): &(String, String)) {
+        let text = if detail.is_empty() { phase.clone() } else { format!("{phase} · {detail}") };
         if !self.interactive {
             let mut last = self.last_line.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
             if last.is_none_or(|t| t.elapsed() >= LOG_INTERVAL) {

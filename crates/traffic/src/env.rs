@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use l2s_core::config::{InvalidField, Validate, check_count, check_range};
 use l2s_core::{ParamSpace, ParamValues, SeedTree};
+use l2s_meta::progress::Progress;
 use l2s_meta::{BoxError, Environment, Evaluation, Split};
 use l2s_render::{Frame, Renderer, SemanticClass};
 use l2s_scene::{SceneDescription, TrafficParams, sample_scene};
@@ -262,6 +263,7 @@ pub struct TrafficEnv {
     validation: Dataset,
     test: Dataset,
     times: Arc<PhaseTimes>,
+    progress: Progress,
 }
 
 impl std::fmt::Debug for TrafficEnv {
@@ -282,6 +284,7 @@ impl TrafficEnv {
         device: l2s_train::Device,
         seeds: &SeedTree,
         times: Arc<PhaseTimes>,
+        progress: Progress,
     ) -> Result<Self, BoxError> {
         let started = Instant::now();
         let (validation, _) = render_dataset(
@@ -299,7 +302,7 @@ impl TrafficEnv {
             Some(&target.domain),
         )?;
         PhaseTimes::add(&times.render_us, started);
-        Ok(Self { task, learned, target, data, train, renderer, device, validation, test, times })
+        Ok(Self { task, learned, target, data, train, renderer, device, validation, test, times, progress })
     }
 
     pub fn learned(&self) -> &LearnedSpace {
@@ -326,11 +329,13 @@ impl TrafficEnv {
             Split::Validation => &self.validation,
             Split::Test => &self.test,
         };
+        self.progress.detail(format!("training ({} epochs on {} images)", self.train.epochs, data.len()));
         let started = Instant::now();
         match self.task {
             Task::Counting => {
                 let trained = train_counting(&self.device, &config, data, None)?;
                 PhaseTimes::add(&self.times.train_us, started);
+                self.progress.detail("scoring".into());
                 let scoring = Instant::now();
                 let m = evaluate_counting(&trained.model, held_out, &self.device)?;
                 PhaseTimes::add(&self.times.score_us, scoring);
@@ -345,6 +350,7 @@ impl TrafficEnv {
                 let classes = SemanticClass::ALL.len();
                 let trained = train_segmentation(&self.device, &config, classes, data, None)?;
                 PhaseTimes::add(&self.times.train_us, started);
+                self.progress.detail("scoring".into());
                 let scoring = Instant::now();
                 let m = evaluate_segmentation(&trained.model, held_out, classes, car_class(), &self.device)?;
                 PhaseTimes::add(&self.times.score_us, scoring);
@@ -369,6 +375,7 @@ impl Environment for TrafficEnv {
     fn evaluate(&self, psi: &ParamValues, seed: u64, split: Split) -> Result<Evaluation, BoxError> {
         let params = self.learned.params(psi)?;
         let tree = SeedTree::new(seed);
+        self.progress.detail(format!("rendering {} images", self.data.train_samples));
         let started = Instant::now();
         let (data, _) =
             render_dataset(&self.renderer, &params, &tree.child("render"), self.data.train_samples, None)?;
@@ -378,6 +385,7 @@ impl Environment for TrafficEnv {
 
     fn evaluate_target(&self, seed: u64) -> Result<Evaluation, BoxError> {
         let tree = SeedTree::new(seed);
+        self.progress.detail(format!("rendering {} target images", self.data.train_samples));
         let started = Instant::now();
         let (data, _) = render_dataset(
             &self.renderer,

@@ -111,6 +111,7 @@ pub fn run_traffic_experiment(
             device.clone(),
             &seeds,
             times.clone(),
+            progress.clone(),
         )
     };
     let (summary, runs) = run_study(
