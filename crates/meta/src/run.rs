@@ -38,6 +38,8 @@ pub enum MetaError {
     Threads { threads: usize, message: String },
     #[error("cannot build the environment for seed {seed}")]
     EnvironmentSetup { seed: usize, source: BoxError },
+    #[error("`--seeds` must be at least 1")]
+    NoSeeds,
 }
 
 /// One evaluated sample ψ_k of an iteration.

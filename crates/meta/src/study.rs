@@ -47,6 +47,25 @@ pub struct StudyRunOptions {
     pub resume: bool,
 }
 
+impl StudyRunOptions {
+    /// The target file: `--target` if given, else the config's, taken relative to the config.
+    pub fn target_path(&self, configured: &Path) -> PathBuf {
+        self.target.clone().unwrap_or_else(|| l2s_core::config::resolve_beside(&self.config_path, configured))
+    }
+
+    /// Applies `--seeds` to `study`; zero seeds is refused.
+    pub fn apply_seeds(&self, study: &mut StudyConfig) -> Result<(), MetaError> {
+        match self.seeds {
+            Some(0) => Err(MetaError::NoSeeds),
+            Some(seeds) => {
+                study.seeds = seeds;
+                Ok(())
+            }
+            None => Ok(()),
+        }
+    }
+}
+
 /// One row of the final table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MethodSummary {
@@ -355,4 +374,39 @@ fn evaluate_seed<E: Environment>(
         wall_s: start.elapsed().as_secs_f64(),
     };
     Ok(SeedResult { learned, random, random_search, target, psi_star, search_best })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(target: Option<&str>, seeds: Option<usize>) -> StudyRunOptions {
+        StudyRunOptions {
+            config_path: PathBuf::from("configs/exp.ron"),
+            target: target.map(PathBuf::from),
+            out: PathBuf::from("runs/exp"),
+            seeds,
+            resume: false,
+        }
+    }
+
+    #[test]
+    fn command_line_target_and_seeds_override_the_config() {
+        let study = || StudyConfig { seeds: 5, final_trainings: 3 };
+        assert_eq!(
+            options(None, None).target_path(Path::new("targets/t.ron")),
+            Path::new("configs/targets/t.ron")
+        );
+        assert_eq!(
+            options(Some("other.ron"), None).target_path(Path::new("targets/t.ron")),
+            Path::new("other.ron")
+        );
+        let mut s = study();
+        options(None, Some(2)).apply_seeds(&mut s).expect("2 seeds");
+        assert_eq!(s.seeds, 2);
+        let mut s = study();
+        options(None, None).apply_seeds(&mut s).expect("unchanged");
+        assert_eq!(s.seeds, 5);
+        assert!(matches!(options(None, Some(0)).apply_seeds(&mut study()), Err(MetaError::NoSeeds)));
+    }
 }

@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use l2s_core::config::{InvalidField, Validate, resolve_beside};
+use l2s_core::config::{InvalidField, Validate};
 use l2s_core::{ConfigError, load_ron};
 use l2s_meta::progress::Progress;
 use l2s_meta::report::{PlotError, plot_psi_trajectories, plot_reward_curve, summary_table, write_summary};
@@ -50,8 +50,6 @@ pub enum ToyError {
     Meta(#[from] MetaError),
     #[error(transparent)]
     Plot(#[from] PlotError),
-    #[error("`--seeds` must be at least 1")]
-    NoSeeds,
 }
 
 /// Runs the study, then writes `summary.json`, `report.md` and the figures into `options.out`.
@@ -60,15 +58,9 @@ pub fn run_toy_experiment(
     options: &StudyRunOptions,
 ) -> Result<StudySummary, ToyError> {
     let start = Instant::now();
-    let target_path =
-        options.target.clone().unwrap_or_else(|| resolve_beside(&options.config_path, &config.target));
+    let target_path = options.target_path(&config.target);
     let target: Mixture = load_ron(&target_path)?;
-    if let Some(seeds) = options.seeds {
-        if seeds == 0 {
-            return Err(ToyError::NoSeeds);
-        }
-        config.study.seeds = seeds;
-    }
+    options.apply_seeds(&mut config.study)?;
     let fingerprint = serde_json::to_string(&(&config, &target)).unwrap_or_default();
     let progress = Progress::new(study_trainings(&config.meta, &config.study));
     let make_env = |seeds| {

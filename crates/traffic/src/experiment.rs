@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use image::{Rgb, RgbImage};
-use l2s_core::config::{InvalidField, Validate, resolve_beside};
+use l2s_core::config::{InvalidField, Validate};
 use l2s_core::{ConfigError, ParamValues, SeedTree, load_ron};
 use l2s_meta::policy::uniform_sample;
 use l2s_meta::progress::Progress;
@@ -73,8 +73,6 @@ pub enum TrafficError {
     Render(#[from] RenderError),
     #[error("cannot write `{}`: {source}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
-    #[error("`--seeds` must be at least 1")]
-    NoSeeds,
 }
 
 /// Runs the study, then writes `summary.json`, `report.md` and the figures into `options.out`.
@@ -84,15 +82,9 @@ pub fn run_traffic_experiment(
     options: &StudyRunOptions,
 ) -> Result<StudySummary, TrafficError> {
     let start = Instant::now();
-    let target_path =
-        options.target.clone().unwrap_or_else(|| resolve_beside(&options.config_path, &config.target));
+    let target_path = options.target_path(&config.target);
     let target: Target = load_ron(&target_path)?;
-    if let Some(seeds) = options.seeds {
-        if seeds == 0 {
-            return Err(TrafficError::NoSeeds);
-        }
-        config.study.seeds = seeds;
-    }
+    options.apply_seeds(&mut config.study)?;
     let learned = LearnedSpace::new(&config.learn, &config.base)?;
     let fingerprint = serde_json::to_string(&(task, &config, &target)).unwrap_or_default();
     let renderer = Arc::new(Mutex::new(Renderer::new(config.render.clone())?));
