@@ -476,20 +476,8 @@ impl Renderer {
                     c.is_active = true;
                 }
             }
-            let mut rgb = world.entity_mut(slot.rgb_camera);
-            rgb.insert(spawn::ambient(scene));
-            if let Some(mut c) = rgb.get_mut::<Camera>() {
-                c.clear_color = ClearColorConfig::Custom(spawn::sky_colour(&scene.weather));
-            }
-            match spawn::fog(&scene.weather) {
-                Some(fog) => rgb.insert(fog),
-                None => rgb.remove::<DistanceFog>(),
-            };
-            let (sun, transform) = spawn::sun(scene);
-            let shadows = self.settings.shadows;
-            world
-                .entity_mut(slot.sun)
-                .insert((DirectionalLight { shadow_maps_enabled: shadows, ..sun }, transform));
+            spawn::dress_rgb_camera(&mut world.entity_mut(slot.rgb_camera), scene);
+            world.entity_mut(slot.sun).insert(spawn::sun(scene, self.settings.shadows));
             request.slots.push(SlotTargets {
                 rgb: slot.rgb.id(),
                 label: slot.label.id(),

@@ -344,33 +344,23 @@ fn rebuild(world: &mut World) {
             SceneLayers { rgb: RenderLayers::layer(RGB_LAYER), label: RenderLayers::layer(LABEL_LAYER) };
         state.root = Some(spawn::spawn_scene(world, &scene, &poses, &layers));
         let reset_view = std::mem::take(&mut state.reset_view);
-        let mut cameras = world.query_filtered::<(Entity, Option<&mut Orbit>), With<SceneCamera>>();
-        let found: Vec<Entity> = cameras.iter(world).map(|(e, _)| e).collect();
-        for entity in found {
+        let cameras: Vec<Entity> = world.query_filtered::<Entity, With<SceneCamera>>().iter(world).collect();
+        for entity in cameras {
             let mut camera = world.entity_mut(entity);
-            camera.insert((spawn::projection(&scene), spawn::ambient(&scene)));
+            camera.insert(spawn::projection(&scene));
+            spawn::dress_rgb_camera(&mut camera, &scene);
             if reset_view && let Some(mut orbit) = camera.get_mut::<Orbit>() {
                 *orbit = Orbit::from_view(&spawn::camera_transform(&scene));
             }
-            if let Some(mut c) = camera.get_mut::<Camera>() {
-                c.clear_color = ClearColorConfig::Custom(spawn::sky_colour(&scene.weather));
-            }
-            match spawn::fog(&scene.weather) {
-                Some(fog) => camera.insert(fog),
-                None => camera.remove::<DistanceFog>(),
-            };
         }
         let overlay: Vec<Entity> =
             world.query_filtered::<Entity, With<OverlayCamera>>().iter(world).collect();
         for entity in overlay {
             world.entity_mut(entity).insert(spawn::projection(&scene));
         }
-        let (sun, transform) = spawn::sun(&scene);
         let suns: Vec<Entity> = world.query_filtered::<Entity, With<Sun>>().iter(world).collect();
         for entity in suns {
-            world
-                .entity_mut(entity)
-                .insert((DirectionalLight { shadow_maps_enabled: true, ..sun }, transform));
+            world.entity_mut(entity).insert(spawn::sun(&scene, true));
         }
     });
 }

@@ -277,7 +277,7 @@ pub fn projection(scene: &SceneDescription) -> Projection {
 }
 
 /// The sun: a directional light shining from the scene's elevation and azimuth.
-pub fn sun(scene: &SceneDescription) -> (DirectionalLight, Transform) {
+pub fn sun(scene: &SceneDescription, shadows: bool) -> (DirectionalLight, Transform) {
     let light = &scene.light;
     let (e, a) = ((light.sun_elevation_deg as f32).to_radians(), (light.sun_azimuth_deg as f32).to_radians());
     let towards_sun = Vec3::new(e.cos() * a.sin(), e.sin(), e.cos() * a.cos());
@@ -285,13 +285,27 @@ pub fn sun(scene: &SceneDescription) -> (DirectionalLight, Transform) {
     let sun = DirectionalLight {
         illuminance: light.sun_illuminance as f32,
         color: Color::linear_rgb(1.0, 1.0 - 0.25 * warm, 1.0 - 0.5 * warm),
+        shadow_maps_enabled: shadows,
         ..default()
     };
     (sun, Transform::IDENTITY.looking_to(-towards_sun, Vec3::Y))
 }
 
+/// Gives an RGB camera the scene's sky colour, ambient light and fog (and drops the last
+/// scene's fog in clear weather); its view and projection are the caller's.
+pub fn dress_rgb_camera(camera: &mut EntityWorldMut, scene: &SceneDescription) {
+    camera.insert(ambient(scene));
+    if let Some(mut c) = camera.get_mut::<Camera>() {
+        c.clear_color = ClearColorConfig::Custom(sky_colour(&scene.weather));
+    }
+    match fog(&scene.weather) {
+        Some(fog) => camera.insert(fog),
+        None => camera.remove::<DistanceFog>(),
+    };
+}
+
 /// Diffuse sky light for the RGB camera.
-pub fn ambient(scene: &SceneDescription) -> AmbientLight {
+fn ambient(scene: &SceneDescription) -> AmbientLight {
     AmbientLight {
         color: Color::linear_rgb(0.8, 0.87, 1.0),
         brightness: 30_000.0 * scene.light.ambient as f32,
@@ -311,7 +325,7 @@ pub fn sky_colour(weather: &WeatherState) -> Color {
 }
 
 /// Distance fog with the weather's visibility; none in clear weather.
-pub fn fog(weather: &WeatherState) -> Option<DistanceFog> {
+fn fog(weather: &WeatherState) -> Option<DistanceFog> {
     weather.visibility.is_finite().then(|| DistanceFog {
         color: sky_colour(weather),
         falloff: FogFalloff::from_visibility(weather.visibility as f32),
