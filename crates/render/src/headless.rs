@@ -208,15 +208,18 @@ fn capture_targets(
     if targets.len() != request.slots.len() * 2 {
         return;
     }
-    let mut encoder = device.create_command_encoder(&CommandEncoderDescriptor { label: Some("l2s capture") });
-    let sizes: Vec<u64> = targets
+    // Each target's copy: padded bytes per row (wgpu wants multiples of 256) and extent.
+    let copies: Vec<(u32, Extent3d)> = targets
         .iter()
         .map(|t| {
             let size = t.texture_descriptor.size;
             let bytes = t.texture_descriptor.format.block_copy_size(None).unwrap_or(4);
-            (padded_row(size.width, bytes) * size.height as usize) as u64
+            let extent = Extent3d { width: size.width, height: size.height, depth_or_array_layers: 1 };
+            (padded_row(size.width, bytes) as u32, extent)
         })
         .collect();
+    let sizes: Vec<u64> =
+        copies.iter().map(|(row, extent)| u64::from(*row) * u64::from(extent.height)).collect();
     if buffers.len() != targets.len() || buffers.iter().zip(&sizes).any(|(b, s)| b.size() != *s) {
         *buffers = sizes
             .iter()
@@ -230,20 +233,15 @@ fn capture_targets(
             })
             .collect();
     }
-    for (target, buffer) in targets.iter().zip(buffers.iter()) {
-        let size = target.texture_descriptor.size;
-        let bytes = target.texture_descriptor.format.block_copy_size(None).unwrap_or(4);
+    let mut encoder = device.create_command_encoder(&CommandEncoderDescriptor { label: Some("l2s capture") });
+    for ((target, buffer), (row, extent)) in targets.iter().zip(buffers.iter()).zip(&copies) {
         encoder.copy_texture_to_buffer(
             target.texture.as_image_copy(),
             TexelCopyBufferInfo {
                 buffer,
-                layout: TexelCopyBufferLayout {
-                    offset: 0,
-                    bytes_per_row: Some(padded_row(size.width, bytes) as u32),
-                    rows_per_image: None,
-                },
+                layout: TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(*row), rows_per_image: None },
             },
-            Extent3d { width: size.width, height: size.height, depth_or_array_layers: 1 },
+            *extent,
         );
     }
     queue.submit([encoder.finish()]);
@@ -263,15 +261,14 @@ fn capture_targets(
         out.failure = Some(RenderError::Readback(e));
     }
     if out.failure.is_none() {
-        let mut bytes: Vec<Vec<u8>> =
-            buffers.iter().map(|b| b.slice(..).get_mapped_range().to_vec()).collect();
+        let bytes: Vec<Vec<u8>> = buffers.iter().map(|b| b.slice(..).get_mapped_range().to_vec()).collect();
         for buffer in buffers.iter() {
             buffer.unmap();
         }
-        while bytes.len() >= 2 {
-            let label = bytes.pop().unwrap_or_default();
-            let rgb = bytes.pop().unwrap_or_default();
-            out.images.insert(0, (rgb, label));
+        // Targets were copied slot by slot, RGB then labels.
+        let mut bytes = bytes.into_iter();
+        while let (Some(rgb), Some(label)) = (bytes.next(), bytes.next()) {
+            out.images.push((rgb, label));
         }
     }
     out.ready = ready;
