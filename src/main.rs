@@ -256,7 +256,7 @@ fn train(
         TrainTask::Segmentation => {
             use l2s_render::SemanticClass;
             let classes = SemanticClass::ALL.len();
-            let car = SemanticClass::ALL.iter().position(|c| *c == SemanticClass::Car).unwrap_or(0);
+            let car = SemanticClass::Car.index();
             let trained = l2s_train::train_segmentation(&device, &config, classes, &train_set, None)?;
             let wall = start.elapsed().as_secs_f64();
             let m = l2s_train::evaluate_segmentation(&trained.model, &validation, classes, car, &device)?;

@@ -181,9 +181,7 @@ pub fn visible_cars(
 pub fn count_by_type(cars: &[VisibleCar]) -> [u32; 5] {
     let mut counts = [0; 5];
     for car in cars.iter().filter(|c| c.counted) {
-        if let Some(i) = CarType::ALL.iter().position(|k| *k == car.kind) {
-            counts[i] += 1;
-        }
+        counts[car.kind.index()] += 1;
     }
     counts
 }
@@ -234,7 +232,7 @@ mod tests {
         );
         let counts = count_by_type(&cars);
         assert_eq!(counts.iter().sum::<u32>(), 1);
-        assert_eq!(counts[CarType::ALL.iter().position(|k| *k == a.kind).expect("type")], 1);
+        assert_eq!(counts[a.kind.index()], 1);
     }
 
     #[test]

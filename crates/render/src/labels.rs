@@ -25,6 +25,19 @@ impl SemanticClass {
         SemanticClass::LaneMarking,
     ];
 
+    /// Position in [`SemanticClass::ALL`]: the class index models are trained on.
+    pub fn index(self) -> usize {
+        match self {
+            SemanticClass::Road => 0,
+            SemanticClass::Sidewalk => 1,
+            SemanticClass::Building => 2,
+            SemanticClass::Terrain => 3,
+            SemanticClass::Sky => 4,
+            SemanticClass::Car => 5,
+            SemanticClass::LaneMarking => 6,
+        }
+    }
+
     /// Cityscapes label id (34 for lane markings).
     pub fn id(self) -> u8 {
         match self {
@@ -76,6 +89,7 @@ mod tests {
     fn ids_and_colours_are_unique_and_round_trip() {
         for (i, a) in SemanticClass::ALL.iter().enumerate() {
             assert_eq!(SemanticClass::from_id(a.id()), Some(*a));
+            assert_eq!(SemanticClass::ALL[a.index()], *a);
             for b in &SemanticClass::ALL[i + 1..] {
                 assert_ne!(a.id(), b.id());
                 assert_ne!(a.colour(), b.colour());

@@ -83,13 +83,11 @@ pub struct SharedAssets {
 
 impl SharedAssets {
     pub fn car_mesh(&self, kind: CarType) -> Handle<Mesh> {
-        let index = CarType::ALL.iter().position(|k| *k == kind).unwrap_or(0);
-        self.car_meshes[index].clone()
+        self.car_meshes[kind.index()].clone()
     }
 
     pub fn class_label(&self, class: SemanticClass) -> Handle<LabelMaterial> {
-        let index = SemanticClass::ALL.iter().position(|c| *c == class).unwrap_or(0);
-        self.class_labels[index].clone()
+        self.class_labels[class.index()].clone()
     }
 }
 

@@ -41,6 +41,17 @@ pub enum CarType {
 impl CarType {
     pub const ALL: [CarType; 5] = [CarType::Sedan, CarType::Suv, CarType::Van, CarType::Pickup, CarType::Bus];
 
+    /// Position in [`CarType::ALL`]: the order of counts and car-type weights.
+    pub fn index(self) -> usize {
+        match self {
+            CarType::Sedan => 0,
+            CarType::Suv => 1,
+            CarType::Van => 2,
+            CarType::Pickup => 3,
+            CarType::Bus => 4,
+        }
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             CarType::Sedan => "sedan",
@@ -211,6 +222,13 @@ mod tests {
     use super::*;
     use l2s_core::{ConfigError, parse_ron};
     use std::path::Path;
+
+    #[test]
+    fn car_type_index_is_the_position_in_all() {
+        for (i, kind) in CarType::ALL.iter().enumerate() {
+            assert_eq!(kind.index(), i);
+        }
+    }
 
     #[test]
     fn values_round_trip_through_the_flat_view() {

@@ -198,11 +198,6 @@ fn class_indices(frame: &Frame) -> Vec<u8> {
     frame.classes.iter().map(|&id| lut[usize::from(id)]).collect()
 }
 
-/// Index of the car class among the segmentation classes.
-pub fn car_class() -> usize {
-    SemanticClass::ALL.iter().position(|c| *c == SemanticClass::Car).unwrap_or(0)
-}
-
 /// Renders `n` scenes of `params` (seeds from `tree`) and turns them into training samples.
 pub fn render_dataset(
     renderer: &Mutex<Renderer>,
@@ -352,7 +347,13 @@ impl TrafficEnv {
                 PhaseTimes::add(&self.times.train_us, started);
                 self.progress.detail("scoring".into());
                 let scoring = Instant::now();
-                let m = evaluate_segmentation(&trained.model, held_out, classes, car_class(), &self.device)?;
+                let m = evaluate_segmentation(
+                    &trained.model,
+                    held_out,
+                    classes,
+                    SemanticClass::Car.index(),
+                    &self.device,
+                )?;
                 PhaseTimes::add(&self.times.score_us, scoring);
                 Ok(Evaluation {
                     reward: m.car_iou,
