@@ -257,6 +257,20 @@ fn render_exports_a_dataset_and_refuses_to_overwrite_one() {
     let again = l2s(&args, dir.path());
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains("already exists and is not empty"), "{}", stderr(&again));
+    // An output path below a file: the cause is named once, not repeated by the error chain.
+    let below_file = dir.path().join("render.ron").join("out");
+    let run = l2s(
+        &[
+            "render",
+            "--config",
+            config.to_str().expect("utf-8"),
+            "--out",
+            below_file.to_str().expect("utf-8"),
+        ],
+        dir.path(),
+    );
+    assert_eq!(run.status.code(), Some(1));
+    assert_eq!(stderr(&run).matches("Not a directory").count(), 1, "{}", stderr(&run));
     let bad = dir.path().join("bad.ron");
     std::fs::write(&bad, text.replace("road_length: 120.0", "road_length: 900.0")).expect("write");
     let other = dir.path().join("other");
