@@ -1,13 +1,67 @@
-//! Training throughput of the main task models on burn's CPU backend (`flex`): one epoch
-//! of Adam over 4 batches of 32 synthetic images, counting at 64x64 and 128x128 and
-//! segmentation at 128x128. Criterion reports images/s. Then the meta-loop's K trainings
-//! with one and with two worker threads (trainings/s).
+//! Training throughput on burn's CPU backend (`flex`): one epoch of Adam over 4 batches of
+//! 32 synthetic images for the reference network at 64x64 and 128x128 (the network that
+//! `../shared/peers/torch_cnn_bench.py` trains in PyTorch), the counting model at 64x64 and
+//! 128x128 and the segmentation model at 128x128. Criterion reports images/s. Then the
+//! meta-loop's K trainings with one and with two worker threads (trainings/s).
 
+use burn::module::Module;
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::prelude::*;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use l2s_train::{
     BackendChoice, CountingCnnConfig, Dataset, SegmentationNetConfig, TrainConfig, train_counting,
     train_segmentation, training_device,
 };
+
+/// The PyTorch comparison's network: three 3x3 stride-2 convolutions 3→16→32→64 with ReLU,
+/// global average pooling, linear 64→5; trained with Adam on an MSE loss, the loss read
+/// back every step, as the PyTorch script does.
+#[derive(Module, Debug)]
+struct ReferenceCnn {
+    convs: Vec<Conv2d>,
+    head: Linear,
+    activation: Relu,
+}
+
+impl ReferenceCnn {
+    fn new(device: &Device) -> Self {
+        let conv = |c_in, c_out| {
+            Conv2dConfig::new([c_in, c_out], [3, 3])
+                .with_stride([2, 2])
+                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                .init(device)
+        };
+        Self {
+            convs: vec![conv(3, 16), conv(16, 32), conv(32, 64)],
+            head: LinearConfig::new(64, 5).init(device),
+            activation: Relu::new(),
+        }
+    }
+
+    fn forward(&self, mut x: Tensor<4>) -> Tensor<2> {
+        for conv in &self.convs {
+            x = self.activation.forward(conv.forward(x));
+        }
+        let [batch, channels, _, _] = x.dims();
+        self.head.forward(x.mean_dim(3).mean_dim(2).reshape([batch, channels]))
+    }
+}
+
+/// One epoch of the reference network over `data` in batches of [`BATCH`].
+fn reference_epoch(mut model: ReferenceCnn, data: &Dataset, device: &Device) -> ReferenceCnn {
+    let mut optimiser = AdamConfig::new().init();
+    let indices: Vec<usize> = (0..data.len()).collect();
+    for batch in indices.chunks(BATCH) {
+        let error = model.forward(data.images(batch, device)) - data.counts(batch, device);
+        let loss = (error.clone() * error).mean();
+        std::hint::black_box(loss.clone().into_scalar::<f32>());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optimiser.step(1e-3, model, grads);
+    }
+    model
+}
 
 const BATCH: usize = 32;
 const BATCHES: usize = 4;
@@ -20,6 +74,13 @@ fn training(c: &mut Criterion) {
     let device = training_device(BackendChoice::Cpu);
     let mut group = c.benchmark_group("train_cpu");
     group.sample_size(10).throughput(Throughput::Elements((BATCH * BATCHES) as u64));
+    for size in [64, 128] {
+        let data = Dataset::squares(BATCH * BATCHES, size, 1);
+        let model = ReferenceCnn::new(&device);
+        group.bench_function(format!("reference_{size}x{size}"), |b| {
+            b.iter(|| reference_epoch(model.clone(), &data, &device))
+        });
+    }
     for size in [64, 128] {
         let data = Dataset::squares(BATCH * BATCHES, size, 1);
         let model = CountingCnnConfig::new().init(&device);

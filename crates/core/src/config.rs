@@ -83,10 +83,12 @@ impl ConfigError {
 
 /// Parses RON text that came from `path` (used only for messages) and validates it.
 ///
-/// Newtype variants may be written without the inner parentheses: `ToyGmm(seed: 7, ...)`.
+/// Newtype variants may be written without the inner parentheses: `ToyGmm(seed: 7, ...)`;
+/// optional values without `Some`: `warm_start: (samples: 400, epochs: 6)`.
 pub fn parse_ron<T: DeserializeOwned + Validate>(text: &str, path: &Path) -> Result<T, ConfigError> {
-    let options =
-        ron::Options::default().with_default_extension(ron::extensions::Extensions::UNWRAP_VARIANT_NEWTYPES);
+    use ron::extensions::Extensions;
+    let options = ron::Options::default()
+        .with_default_extension(Extensions::UNWRAP_VARIANT_NEWTYPES | Extensions::IMPLICIT_SOME);
     let value: T = options.from_str(text).map_err(|e| ConfigError::Syntax {
         path: path.to_path_buf(),
         line: e.span.start.line,
@@ -124,6 +126,14 @@ mod tests {
         rate: f64,
         #[serde(default)]
         count: usize,
+        #[serde(default)]
+        extra: Option<Extra>,
+    }
+
+    #[derive(Debug, PartialEq, Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Extra {
+        size: usize,
     }
 
     impl Validate for Sample {
@@ -141,6 +151,20 @@ mod tests {
     fn valid_file_parses() {
         let s = parse("(rate: 0.5, count: 3)").expect("valid config");
         assert_eq!(s.count, 3);
+    }
+
+    #[test]
+    fn optional_values_need_no_some() {
+        assert_eq!(
+            parse("(rate: 0.5, extra: (size: 4))").expect("implicit Some").extra,
+            Some(Extra { size: 4 })
+        );
+        assert_eq!(
+            // Newtype variants unwrapped: `Some`'s struct loses its own parentheses.
+            parse("(rate: 0.5, extra: Some(size: 4))").expect("explicit Some").extra,
+            Some(Extra { size: 4 })
+        );
+        assert_eq!(parse("(rate: 0.5, extra: None)").expect("None").extra, None);
     }
 
     #[test]

@@ -117,7 +117,9 @@ pub fn evaluate_all<E: Environment>(
     jobs: &[(ParamValues, u64)],
     split: Split,
     what: &str,
+    progress: &Progress,
 ) -> Result<Vec<Evaluation>, MetaError> {
+    let done = std::sync::atomic::AtomicUsize::new(0);
     pool.install(|| {
         jobs.par_iter()
             .enumerate()
@@ -126,6 +128,8 @@ pub fn evaluate_all<E: Environment>(
                 let eval = env
                     .evaluate(psi, *seed, split)
                     .map_err(|source| MetaError::Environment { what: what(), source })?;
+                progress.advance(1);
+                progress.batch(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, jobs.len());
                 if eval.reward.is_finite() {
                     Ok(eval)
                 } else {
@@ -185,7 +189,7 @@ pub fn train_policy<E: Environment>(
             .restore(checkpoint.learner)
             .map_err(|message| MetaError::BadCheckpoint { path: checkpoint_path.clone(), message })?;
         history = checkpoint.history;
-        progress.advance((history.len() * config.samples_per_iteration) as u64);
+        progress.restore((history.len() * config.samples_per_iteration) as u64);
     }
     let pool = worker_pool(config.threads, env.max_parallel())?;
     for iteration in history.len()..config.iterations {
@@ -203,8 +207,7 @@ pub fn train_policy<E: Environment>(
             })
             .collect();
         let evaluations =
-            evaluate_all(env, &pool, &jobs, Split::Validation, &format!("iteration {iteration}"))?;
-        progress.advance(jobs.len() as u64);
+            evaluate_all(env, &pool, &jobs, Split::Validation, &format!("iteration {iteration}"), progress)?;
         let rewards: Vec<f64> = evaluations.iter().map(|e| e.reward).collect();
         let stats = learner.update(&samples, &rewards);
         let mean_reward = rewards.iter().sum::<f64>() / rewards.len() as f64;

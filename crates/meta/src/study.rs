@@ -203,7 +203,7 @@ where
         };
         let result = match cached {
             Some(r) => {
-                progress.advance(trainings_after_learning(meta, study) as u64);
+                progress.restore(trainings_after_learning(meta, study) as u64);
                 r
             }
             None => {
@@ -305,8 +305,7 @@ fn evaluate_seed<E: Environment>(
     let test_on = |psi: &ParamValues, label: &str| -> Result<f64, MetaError> {
         let jobs: Vec<(ParamValues, u64)> =
             (0..finals).map(|j| (psi.clone(), seeds.child(label).index(j).seed())).collect();
-        let evals = evaluate_all(env, &pool, &jobs, Split::Test, label)?;
-        progress.advance(finals);
+        let evals = evaluate_all(env, &pool, &jobs, Split::Test, label, progress)?;
         Ok(evals.iter().map(|e| e.reward).sum::<f64>() / finals as f64)
     };
     let phase = |what: &str| progress.phase(what.to_string());
@@ -325,8 +324,7 @@ fn evaluate_seed<E: Environment>(
             (psi, seeds.child("final-random").index(j).seed())
         })
         .collect();
-    let evals = evaluate_all(env, &pool, &jobs, Split::Test, "random ψ")?;
-    progress.advance(finals);
+    let evals = evaluate_all(env, &pool, &jobs, Split::Test, "random ψ", progress)?;
     let random = Score {
         mean: evals.iter().map(|e| e.reward).sum::<f64>() / finals as f64,
         wall_s: start.elapsed().as_secs_f64(),
@@ -343,8 +341,7 @@ fn evaluate_seed<E: Environment>(
         .collect();
     let mut best: Option<(f64, ParamValues)> = None;
     for chunk in jobs.chunks(meta.samples_per_iteration.max(1)) {
-        let evals = evaluate_all(env, &pool, chunk, Split::Validation, "random search")?;
-        progress.advance(chunk.len() as u64);
+        let evals = evaluate_all(env, &pool, chunk, Split::Validation, "random search", progress)?;
         for ((psi, _), e) in chunk.iter().zip(evals) {
             if best.as_ref().is_none_or(|(r, _)| e.reward > *r) {
                 best = Some((e.reward, psi.clone()));

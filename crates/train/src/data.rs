@@ -21,6 +21,11 @@ pub struct Sample {
     pub counts: [f32; CAR_TYPES],
     /// Class index per pixel, row-major; empty when the sample has no segmentation labels.
     pub classes: Vec<u8>,
+    /// Where the counted cars are: per type, a row-major map (`[5][height][width]`) in
+    /// which each counted car's visible pixels share one unit, so each plane sums to that
+    /// type's count ([`count_density`]). Empty when the sample has no instance labels;
+    /// the counting model then learns from the counts alone.
+    pub density: Vec<f32>,
 }
 
 impl Sample {
@@ -39,8 +44,35 @@ impl Sample {
                 image[c * plane + i] = f32::from(px[c]) / 255.0;
             }
         }
-        Self { image, counts, classes }
+        Self { image, counts, classes, density: Vec::new() }
     }
+
+    /// The same sample with a count density map ([`count_density`]).
+    pub fn with_density(self, density: Vec<f32>) -> Self {
+        Self { density, ..self }
+    }
+}
+
+/// A count density map (`[5][height][width]`) from an instance map: each counted car
+/// (`(instance id, type index)`) spreads one unit evenly over its visible pixels, so the
+/// map sums to the counts and tells the model where each counted car is.
+pub fn count_density(width: usize, height: usize, instances: &[u16], counted: &[(u16, usize)]) -> Vec<f32> {
+    let plane = width * height;
+    let mut pixels = std::collections::HashMap::<u16, u32>::with_capacity(counted.len());
+    for &id in instances.iter().take(plane) {
+        if id != 0 {
+            *pixels.entry(id).or_default() += 1;
+        }
+    }
+    let kinds: std::collections::HashMap<u16, usize> =
+        counted.iter().copied().filter(|&(_, kind)| kind < CAR_TYPES).collect();
+    let mut density = vec![0.0; CAR_TYPES * plane];
+    for (at, id) in instances.iter().take(plane).enumerate() {
+        if let (Some(&kind), Some(&n)) = (kinds.get(id), pixels.get(id)) {
+            density[kind * plane + at] = 1.0 / n as f32;
+        }
+    }
+    density
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -51,6 +83,8 @@ pub enum DataError {
     ImageSize { index: usize, got: usize, expected: usize, width: usize, height: usize },
     #[error("sample {index}: class map has {got} pixels, expected {expected}")]
     ClassMapSize { index: usize, got: usize, expected: usize },
+    #[error("sample {index}: count density map has {got} values, expected 5 x {expected}")]
+    DensitySize { index: usize, got: usize, expected: usize },
     #[error("sample {index}: class {class} is not below the model's {classes} classes")]
     ClassOutOfRange { index: usize, class: u8, classes: usize },
     #[error("cannot read `{}`: {cause}\n  hint: point to a directory written by `l2s render`", path.display())]
@@ -65,6 +99,38 @@ pub struct Dataset {
     pub width: usize,
     pub height: usize,
     pub samples: Vec<Sample>,
+}
+
+/// [`count_density`] of an exported frame: its 16-bit instance map and the counted cars
+/// of its JSON record.
+fn export_density(
+    path: &Path,
+    png: &[u8],
+    frame: &serde_json::Value,
+    (width, height): (usize, usize),
+) -> Result<Vec<f32>, DataError> {
+    let format = |what: String| DataError::Format { path: path.to_path_buf(), what };
+    let instances = image::load_from_memory(png).map_err(|e| format(e.to_string()))?.to_luma16();
+    if (instances.width() as usize, instances.height() as usize) != (width, height) {
+        return Err(format("size differs from the RGB image".into()));
+    }
+    let mut counted = Vec::new();
+    for car in frame["cars"].as_array().map_or(&[][..], Vec::as_slice) {
+        if car["counted"].as_bool() != Some(true) {
+            continue;
+        }
+        let id = car["id"].as_u64().and_then(|id| u16::try_from(id).ok());
+        let kind = car["kind"].as_str().and_then(|k| CAR_TYPE_NAMES.iter().position(|n| *n == k));
+        match (id, kind) {
+            (Some(id), Some(kind)) => counted.push((id, kind)),
+            _ => {
+                return Err(format(format!(
+                    "the frame record has a car without a 16-bit id or a known kind: {car}"
+                )));
+            }
+        }
+    }
+    Ok(count_density(width, height, instances.as_raw(), &counted))
 }
 
 impl Dataset {
@@ -83,6 +149,9 @@ impl Dataset {
                     width: self.width,
                     height: self.height,
                 });
+            }
+            if !s.density.is_empty() && s.density.len() != CAR_TYPES * plane {
+                return Err(DataError::DensitySize { index, got: s.density.len(), expected: plane });
             }
             if let Some(classes) = classes {
                 if s.classes.len() != plane {
@@ -109,6 +178,7 @@ impl Dataset {
                 let mut rgb = vec![128u8; size * size * 3];
                 let mut classes = vec![0u8; size * size];
                 let mut counts = [0.0; CAR_TYPES];
+                let mut density = vec![0.0; CAR_TYPES * size * size];
                 for cell in 0..cells * cells {
                     let kind: usize = rng.random_range(0..CAR_TYPES + 3);
                     if kind >= CAR_TYPES {
@@ -121,10 +191,11 @@ impl Dataset {
                             let at = y * size + x;
                             rgb[at * 3..at * 3 + 3].copy_from_slice(&COLOURS[kind]);
                             classes[at] = 1 + kind as u8;
+                            density[kind * size * size + at] = 1.0 / 16.0;
                         }
                     }
                 }
-                Sample::from_rgb8(&rgb, size, size, counts, classes)
+                Sample::from_rgb8(&rgb, size, size, counts, classes).with_density(density)
             })
             .collect();
         Self { width: size, height: size, samples }
@@ -206,11 +277,23 @@ impl Dataset {
                     what: format!("{w}x{h}, the first image is {width}x{height}"),
                 });
             }
-            samples.push(Sample::from_rgb8(rgb.as_raw(), w, h, counts, class_map));
+            let sample = Sample::from_rgb8(rgb.as_raw(), w, h, counts, class_map);
+            let instance_path = dir.join("instance").join(format!("{name}.png"));
+            samples.push(if instance_path.exists() {
+                sample.with_density(export_density(&instance_path, &read(&instance_path)?, &frame, (w, h))?)
+            } else {
+                sample
+            });
         }
         let dataset = Self { width, height, samples };
         dataset.check(Some(classes.len()))?;
         Ok(dataset)
+    }
+
+    /// Whether every sample has a count density map (the counting model then learns where
+    /// the cars are as well as how many there are).
+    pub fn has_density(&self) -> bool {
+        self.samples.iter().all(|s| !s.density.is_empty())
     }
 
     pub fn len(&self) -> usize {
@@ -231,6 +314,24 @@ impl Dataset {
     pub fn counts(&self, indices: &[usize], device: &Device) -> Tensor<2> {
         let values: Vec<f32> = indices.iter().flat_map(|i| self.samples[*i].counts).collect();
         Tensor::from_data(TensorData::new(values, [indices.len(), CAR_TYPES]), device)
+    }
+
+    /// `[batch, 5, ⌈height / cell⌉, ⌈width / cell⌉]`: the count density summed over
+    /// `cell`x`cell` blocks, the resolution of the counting model's density map.
+    pub fn densities(&self, indices: &[usize], cell: usize, device: &Device) -> Tensor<4> {
+        let (rows, cols) = (self.height.div_ceil(cell), self.width.div_ceil(cell));
+        let mut values = vec![0.0; indices.len() * CAR_TYPES * rows * cols];
+        for (b, &i) in indices.iter().enumerate() {
+            let density = &self.samples[i].density;
+            for (plane, pixels) in density.chunks_exact(self.width * self.height).enumerate() {
+                let out = (b * CAR_TYPES + plane) * rows * cols;
+                for (at, &d) in pixels.iter().enumerate().filter(|(_, d)| **d != 0.0) {
+                    let (y, x) = (at / self.width, at % self.width);
+                    values[out + (y / cell) * cols + x / cell] += d;
+                }
+            }
+        }
+        Tensor::from_data(TensorData::new(values, [indices.len(), CAR_TYPES, rows, cols]), device)
     }
 
     /// `[batch * height * width]` class indices.
@@ -277,6 +378,51 @@ mod tests {
         assert_eq!(data.samples[0].classes, vec![0, 0, 1, 1, 0, 0, 1, 1]);
         // Channel-major: red of pixel (1, 0) is 60 / 255.
         assert!((data.samples[0].image[1] - 60.0 / 255.0).abs() < 1e-6);
+    }
+
+    #[test]
+    fn count_density_spreads_each_counted_car_over_its_pixels_and_pools_to_the_counts() {
+        // 4x2 instance map: car 3 (type 1) has 3 pixels, car 5 (type 4) 1, car 9 is not counted.
+        let instances = [3, 3, 0, 9, 3, 0, 5, 9];
+        let density = count_density(4, 2, &instances, &[(3, 1), (5, 4)]);
+        assert_eq!(density.len(), 5 * 8);
+        let plane = |t: usize| &density[t * 8..(t + 1) * 8];
+        assert_eq!(plane(1), &[1.0 / 3.0, 1.0 / 3.0, 0.0, 0.0, 1.0 / 3.0, 0.0, 0.0, 0.0]);
+        assert_eq!(plane(4), &[0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]);
+        assert!(plane(0).iter().chain(plane(2)).chain(plane(3)).all(|d| *d == 0.0));
+
+        let sample =
+            Sample::from_rgb8(&[0; 24], 4, 2, [0.0, 1.0, 0.0, 0.0, 1.0], Vec::new()).with_density(density);
+        let data = Dataset { width: 4, height: 2, samples: vec![sample] };
+        assert!(data.has_density());
+        let device = Device::flex();
+        // 2x2 cells: a 1x2 grid per type; car 3 lies in the left cell, car 5 in the right.
+        let pooled: Vec<f32> =
+            data.densities(&[0], 2, &device).into_data().try_into_vec_as::<f32>().expect("f32");
+        let expected = [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0];
+        assert!(pooled.iter().zip(expected).all(|(a, b)| (a - b).abs() < 1e-6), "{pooled:?}");
+    }
+
+    #[test]
+    fn an_exported_dataset_with_instance_maps_has_count_densities() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        write_export(dir.path(), 26);
+        std::fs::create_dir_all(dir.path().join("instance")).expect("dir");
+        for i in 0..2 {
+            let name = format!("{i:06}");
+            let ids = image::ImageBuffer::<image::Luma<u16>, _>::from_fn(4, 2, |x, _| {
+                image::Luma([if x < 2 { 0 } else { 300 }])
+            });
+            ids.save(dir.path().join("instance").join(format!("{name}.png"))).expect("png");
+            let frame = r#"{"counts": {"sedan": 0, "suv": 0, "van": 1, "pickup": 0, "bus": 0},
+                "cars": [{"id": 300, "kind": "van", "counted": true}, {"id": 4, "kind": "bus", "counted": false}]}"#;
+            std::fs::write(dir.path().join("frames").join(format!("{name}.json")), frame).expect("frame");
+        }
+        let data = Dataset::load_export(dir.path()).expect("loads");
+        assert!(data.has_density());
+        let van = &data.samples[0].density[2 * 8..3 * 8];
+        assert_eq!(van, &[0.0, 0.0, 0.25, 0.25, 0.0, 0.0, 0.25, 0.25]);
+        assert_eq!(data.samples[0].density.iter().sum::<f32>(), 1.0);
     }
 
     #[test]

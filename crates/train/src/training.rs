@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{DataError, Dataset};
 use crate::metrics::{CAR_TYPES, ConfusionMatrix, CountingMetrics, SegmentationMetrics, counting_metrics};
-use crate::model::{CountingCnn, CountingCnnConfig, SegmentationNet, SegmentationNetConfig};
+use crate::model::{CountingCnn, CountingCnnConfig, DENSITY_CELL, SegmentationNet, SegmentationNetConfig};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -95,7 +95,13 @@ fn fit<M: Module>(
     Trained { model, epoch_losses }
 }
 
-/// Trains the counting model with an L1 loss on the counts; `start` fine-tunes given weights.
+/// Weight of the density term in the counting loss (squared error summed over the cells of
+/// a map, per image): about the L1 count term's size early in training.
+const DENSITY_LOSS_WEIGHT: f32 = 1.0;
+
+/// Trains the counting model; `start` fine-tunes given weights. The loss is the L1 error of
+/// the counts, plus, when every sample has a count density map, the squared error of the
+/// predicted map against it ([`DENSITY_LOSS_WEIGHT`]).
 pub fn train_counting(
     device: &Device,
     config: &TrainConfig,
@@ -105,8 +111,16 @@ pub fn train_counting(
     config.validate()?;
     data.check(None)?;
     let model = start.unwrap_or_else(|| fresh(device, config.seed, |d| CountingCnnConfig::new().init(d)));
+    let with_density = data.has_density();
     Ok(fit(model, config, data.len(), |m, batch| {
-        (m.forward(data.images(batch, device)) - data.counts(batch, device)).abs().mean()
+        let density = m.forward_density(data.images(batch, device));
+        let count_loss = (CountingCnn::counts(density.clone()) - data.counts(batch, device)).abs().mean();
+        if !with_density {
+            return count_loss;
+        }
+        let error = density - data.densities(batch, DENSITY_CELL, device);
+        count_loss
+            + (error.clone() * error).sum().div_scalar(batch.len() as f32).mul_scalar(DENSITY_LOSS_WEIGHT)
     }))
 }
 
