@@ -40,9 +40,12 @@ impl ReferenceCnn {
         }
     }
 
-    fn forward(&self, mut x: Tensor<4>) -> Tensor<2> {
+    /// `gemm`: the convolutions through `l2s_train::conv` (weight gradient as a GEMM)
+    /// rather than burn's `Conv2d::forward`.
+    fn forward(&self, mut x: Tensor<4>, gemm: bool) -> Tensor<2> {
         for conv in &self.convs {
-            x = self.activation.forward(conv.forward(x));
+            let y = if gemm { l2s_train::conv::forward(conv, x) } else { conv.forward(x) };
+            x = self.activation.forward(y);
         }
         let [batch, channels, _, _] = x.dims();
         self.head.forward(x.mean_dim(3).mean_dim(2).reshape([batch, channels]))
@@ -50,11 +53,11 @@ impl ReferenceCnn {
 }
 
 /// One epoch of the reference network over `data` in batches of [`BATCH`].
-fn reference_epoch(mut model: ReferenceCnn, data: &Dataset, device: &Device) -> ReferenceCnn {
+fn reference_epoch(mut model: ReferenceCnn, data: &Dataset, device: &Device, gemm: bool) -> ReferenceCnn {
     let mut optimiser = AdamConfig::new().init();
     let indices: Vec<usize> = (0..data.len()).collect();
     for batch in indices.chunks(BATCH) {
-        let error = model.forward(data.images(batch, device)) - data.counts(batch, device);
+        let error = model.forward(data.images(batch, device), gemm) - data.counts(batch, device);
         let loss = (error.clone() * error).mean();
         std::hint::black_box(loss.clone().into_scalar::<f32>());
         let grads = GradientsParams::from_grads(loss.backward(), &model);
@@ -78,7 +81,10 @@ fn training(c: &mut Criterion) {
         let data = Dataset::squares(BATCH * BATCHES, size, 1);
         let model = ReferenceCnn::new(&device);
         group.bench_function(format!("reference_{size}x{size}"), |b| {
-            b.iter(|| reference_epoch(model.clone(), &data, &device))
+            b.iter(|| reference_epoch(model.clone(), &data, &device, false))
+        });
+        group.bench_function(format!("reference_gemm_{size}x{size}"), |b| {
+            b.iter(|| reference_epoch(model.clone(), &data, &device, true))
         });
     }
     for size in [64, 128] {

@@ -4,6 +4,7 @@
 //! (Adam, seeded batch order, fine-tuning, evaluation, weights on disk) and [`metrics`].
 
 pub mod backend;
+pub mod conv;
 pub mod data;
 pub mod metrics;
 pub mod model;

@@ -5,6 +5,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig, ConvTranspose2d, ConvTranspose2dConfi
 use burn::nn::{PaddingConfig2d, Relu};
 use burn::prelude::*;
 
+use crate::conv;
 use crate::metrics::CAR_TYPES;
 
 fn conv3x3(channels_in: usize, channels_out: usize, stride: usize, device: &Device) -> Conv2d {
@@ -69,11 +70,11 @@ impl CountingCnn {
     /// Images `[batch, 3, height, width]` in [0, 1] → count density
     /// `[batch, 5, ⌈height / 8⌉, ⌈width / 8⌉]`.
     pub fn forward_density(&self, images: Tensor<4>) -> Tensor<4> {
-        let x = self.activation.forward(self.conv1.forward(images));
-        let x = self.activation.forward(self.conv2.forward(x));
-        let x = self.activation.forward(self.conv3.forward(x));
-        let x = self.activation.forward(self.conv4.forward(x));
-        let x = self.activation.forward(self.conv5.forward(x));
+        let x = self.activation.forward(conv::forward(&self.conv1, images));
+        let x = self.activation.forward(conv::forward(&self.conv2, x));
+        let x = self.activation.forward(conv::forward(&self.conv3, x));
+        let x = self.activation.forward(conv::forward(&self.conv4, x));
+        let x = self.activation.forward(conv::forward(&self.conv5, x));
         self.density.forward(x)
     }
 
@@ -136,13 +137,13 @@ impl SegmentationNet {
     /// `[batch, classes, height, width]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
         let relu = |x| self.activation.forward(x);
-        let full = relu(self.stem.forward(images));
-        let half = relu(self.down1.forward(full.clone()));
-        let quarter = relu(self.down2.forward(half.clone()));
+        let full = relu(conv::forward(&self.stem, images));
+        let half = relu(conv::forward(&self.down1, full.clone()));
+        let quarter = relu(conv::forward(&self.down2, half.clone()));
         let x = relu(self.up2.forward(quarter));
-        let x = relu(self.fuse2.forward(Tensor::cat(vec![x, half], 1)));
+        let x = relu(conv::forward(&self.fuse2, Tensor::cat(vec![x, half], 1)));
         let x = relu(self.up1.forward(x));
-        let x = relu(self.fuse1.forward(Tensor::cat(vec![x, full], 1)));
+        let x = relu(conv::forward(&self.fuse1, Tensor::cat(vec![x, full], 1)));
         self.head.forward(x)
     }
 }

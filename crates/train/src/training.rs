@@ -60,7 +60,7 @@ pub struct Trained<M> {
 /// materialising their weights, so each gets exactly the weights its seed gives.
 static INIT_LOCK: Mutex<()> = Mutex::new(());
 
-fn fresh<M: Module>(device: &Device, seed: u64, build: impl FnOnce(&Device) -> M) -> M {
+pub(crate) fn fresh<M: Module>(device: &Device, seed: u64, build: impl FnOnce(&Device) -> M) -> M {
     let _turn = INIT_LOCK.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     device.seed(SeedTree::new(seed).child("weights").seed());
     let model = build(device);
