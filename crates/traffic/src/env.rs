@@ -340,7 +340,7 @@ impl TrafficEnv {
             Some(&target.domain),
         )?;
         PhaseTimes::add(&times.render_us, started);
-        let mut env = Self {
+        let env = Self {
             task,
             learned,
             target,
@@ -354,33 +354,38 @@ impl TrafficEnv {
             times,
             progress,
         };
-        if let Some(warm) = env.train.warm_start.clone() {
-            let tree = seeds.child("warm_start");
-            env.progress
-                .detail(format!("rendering {} images of the base ψ for the shared start", warm.samples));
-            let started = Instant::now();
-            let base = env.learned.base()?;
-            let (data, _) = render_dataset(&env.renderer, &base, &tree.child("render"), warm.samples, None)?;
-            PhaseTimes::add(&env.times.render_us, started);
-            env.progress.detail(format!(
-                "training the shared start ({} epochs on {} images)",
-                warm.epochs,
-                data.len()
-            ));
-            let started = Instant::now();
-            let config = env.train.config(warm.epochs, tree.child("train").seed());
-            let model = match env.task {
-                Task::Counting => {
-                    StartModel::Counting(Box::new(train_counting(&env.device, &config, &data, None)?.model))
-                }
-                Task::Segmentation => StartModel::Segmentation(Box::new(
-                    train_segmentation(&env.device, &config, SemanticClass::ALL.len(), &data, None)?.model,
-                )),
-            };
-            PhaseTimes::add(&env.times.train_us, started);
-            env.start = Mutex::new(Some(model));
+        if let Some(warm) = &env.train.warm_start {
+            let start = env.train_shared_start(warm, &seeds.child("warm_start"))?;
+            *env.start.lock().unwrap_or_else(PoisonError::into_inner) = Some(start);
         }
         Ok(env)
+    }
+
+    /// The model every training fine-tunes ([`WarmStart`]): trained from scratch on
+    /// images of the `base` ψ.
+    fn train_shared_start(&self, warm: &WarmStart, tree: &SeedTree) -> Result<StartModel, BoxError> {
+        self.progress.detail(format!("rendering {} images of the base ψ for the shared start", warm.samples));
+        let started = Instant::now();
+        let base = self.learned.base()?;
+        let (data, _) = render_dataset(&self.renderer, &base, &tree.child("render"), warm.samples, None)?;
+        PhaseTimes::add(&self.times.render_us, started);
+        self.progress.detail(format!(
+            "training the shared start ({} epochs on {} images)",
+            warm.epochs,
+            data.len()
+        ));
+        let started = Instant::now();
+        let config = self.train.config(warm.epochs, tree.child("train").seed());
+        let model = match self.task {
+            Task::Counting => {
+                StartModel::Counting(Box::new(train_counting(&self.device, &config, &data, None)?.model))
+            }
+            Task::Segmentation => StartModel::Segmentation(Box::new(
+                train_segmentation(&self.device, &config, SemanticClass::ALL.len(), &data, None)?.model,
+            )),
+        };
+        PhaseTimes::add(&self.times.train_us, started);
+        Ok(model)
     }
 
     pub fn learned(&self) -> &LearnedSpace {
