@@ -101,12 +101,11 @@ pub struct Dataset {
     pub samples: Vec<Sample>,
 }
 
-/// [`count_density`] of an exported frame: its 16-bit instance map and the counted cars
-/// of its JSON record.
+/// [`count_density`] of an exported frame: its 16-bit instance map (`png`, read from
+/// `path`) and the counted cars of its JSON record (`frame`, read from `frame_path`).
 fn export_density(
-    path: &Path,
-    png: &[u8],
-    frame: &serde_json::Value,
+    (path, png): (&Path, &[u8]),
+    (frame_path, frame): (&Path, &serde_json::Value),
     (width, height): (usize, usize),
 ) -> Result<Vec<f32>, DataError> {
     let format = |what: String| DataError::Format { path: path.to_path_buf(), what };
@@ -124,9 +123,10 @@ fn export_density(
         match (id, kind) {
             (Some(id), Some(kind)) => counted.push((id, kind)),
             _ => {
-                return Err(format(format!(
-                    "the frame record has a car without a 16-bit id or a known kind: {car}"
-                )));
+                return Err(DataError::Format {
+                    path: frame_path.to_path_buf(),
+                    what: format!("a counted car without a 16-bit id or a known kind: {car}"),
+                });
             }
         }
     }
@@ -280,7 +280,11 @@ impl Dataset {
             let sample = Sample::from_rgb8(rgb.as_raw(), w, h, counts, class_map);
             let instance_path = dir.join("instance").join(format!("{name}.png"));
             samples.push(if instance_path.exists() {
-                sample.with_density(export_density(&instance_path, &read(&instance_path)?, &frame, (w, h))?)
+                sample.with_density(export_density(
+                    (&instance_path, &read(&instance_path)?),
+                    (&frame_path, &frame),
+                    (w, h),
+                )?)
             } else {
                 sample
             });
@@ -423,6 +427,12 @@ mod tests {
         let van = &data.samples[0].density[2 * 8..3 * 8];
         assert_eq!(van, &[0.0, 0.0, 0.25, 0.25, 0.0, 0.0, 0.25, 0.25]);
         assert_eq!(data.samples[0].density.iter().sum::<f32>(), 1.0);
+
+        let frame = r#"{"counts": {"sedan": 0, "suv": 0, "van": 1, "pickup": 0, "bus": 0},
+            "cars": [{"id": 300, "kind": "tram", "counted": true}]}"#;
+        std::fs::write(dir.path().join("frames").join("000001.json"), frame).expect("frame");
+        let err = Dataset::load_export(dir.path()).expect_err("unknown kind").to_string();
+        assert!(err.contains("frames/000001.json") && err.contains("tram"), "{err}");
     }
 
     #[test]
