@@ -40,12 +40,15 @@ impl ReferenceCnn {
         }
     }
 
-    /// `gemm`: the convolutions through `l2s_train::conv` (weight gradient as a GEMM)
-    /// rather than burn's `Conv2d::forward`.
+    /// `gemm`: each convolution and its ReLU through `l2s_train::conv` (one operation,
+    /// GEMMs on the CPU) rather than burn's `Conv2d` and `Relu`.
     fn forward(&self, mut x: Tensor<4>, gemm: bool) -> Tensor<2> {
         for conv in &self.convs {
-            let y = if gemm { l2s_train::conv::forward(conv, x) } else { conv.forward(x) };
-            x = self.activation.forward(y);
+            x = if gemm {
+                l2s_train::conv::forward_relu(conv, x)
+            } else {
+                self.activation.forward(conv.forward(x))
+            };
         }
         let [batch, channels, _, _] = x.dims();
         self.head.forward(x.mean_dim(3).mean_dim(2).reshape([batch, channels]))

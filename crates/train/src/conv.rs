@@ -1,201 +1,422 @@
-//! 2-D convolution whose weight gradient on the CPU backend is one GEMM per image over an
-//! im2col of the input, through burn's backend-extension API.
+//! 2-D convolution followed by ReLU as one operation, through burn's backend-extension
+//! API, with forward and backward written as GEMMs over an im2col on the CPU backend.
 //!
-//! burn's `flex` backend has a fast im2col forward and transposed convolution, but not a
-//! weight gradient of its own: burn's generic one convolves the input with the output
-//! gradient as a dilated kernel, GEMMs with a huge inner and tiny outer dimensions, and was
-//! half of the convolution time (BENCHMARKS.md). Here the weight gradient is
-//! dW[Co, Ci·kh·kw] = Σ_b dY_b[Co, Ho·Wo] · col_bᵀ[Ho·Wo, Ci·kh·kw] with the `gemm` crate
-//! flex itself uses. The forward and the input gradient stay burn's; on GPU backends
-//! everything does.
+//! Every 3x3 convolution of the main task models is followed by a ReLU. On burn's `flex`
+//! backend the separate operations cost a layout change to NHWC and back, a bias pass, a
+//! ReLU pass each way, and burn's generic weight gradient (a convolution with the output
+//! gradient as a dilated kernel: GEMMs with a huge inner and tiny outer dimensions); see
+//! BENCHMARKS.md. Here, per image `b` with `col_b[Ci·kh·kw, Ho·Wo]` its im2col:
+//! - forward: `Y_b = relu(W · col_b + bias)`, bias and ReLU applied in the GEMM's output;
+//! - backward, with `G_b = dY_b ⊙ [Y_b > 0]`: `dW = Σ_b G_b · col_bᵀ`, `dbias = Σ_b G_b · 1`,
+//!   `dX_b = col2im(Wᵀ · G_b)`,
+//!
+//! with the `gemm` crate flex itself uses, images in parallel on rayon. GPU backends keep
+//! burn's kernels (the trait's default bodies).
+
+use std::ops::Range;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::flex::FlexTensor;
-use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Autodiff, Backend, Cube, Dispatch, Flex, TensorMetadata, backend_extension};
 use burn::nn::PaddingConfig2d;
 use burn::nn::conv::Conv2d;
 use burn::tensor::ops::ConvOptions;
 use burn::tensor::{DType, Tensor, TensorData};
+use rayon::prelude::*;
 
-/// The convolution operations the main task models take from their backend.
+/// The gradients of [`ConvReluBackend::conv2d_relu`]: input (when asked for), weight, bias.
+pub type ConvReluGrads<B> = (Option<FloatTensor<B>>, FloatTensor<B>, FloatTensor<B>);
+
+/// Convolution + ReLU, the layer the main task models are built of.
 #[backend_extension(Flex, Cube, Autodiff)]
-pub trait GemmConvBackend: Backend {
-    /// A 2-D convolution with bias; autodiff takes its weight gradient from
-    /// [`GemmConvBackend::gemm_conv2d_weight_grad`].
-    fn gemm_conv2d(
+pub trait ConvReluBackend: Backend {
+    /// `relu(conv2d(x, weight) + bias)`.
+    fn conv2d_relu(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
         options: ConvOptions<2>,
     ) -> FloatTensor<Self> {
-        Self::conv2d(x, weight, Some(bias), options)
+        burn_conv2d_relu::<Self>(x, weight, bias, options)
     }
 
-    /// The gradient of the convolution's weight for the output gradient `output_grad`.
-    fn gemm_conv2d_weight_grad(
+    /// The gradients of [`ConvReluBackend::conv2d_relu`] for the gradient `output_grad` of
+    /// its `output`; the input's only when `input_grad`.
+    fn conv2d_relu_backward(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        output: FloatTensor<Self>,
         output_grad: FloatTensor<Self>,
         options: ConvOptions<2>,
-    ) -> FloatTensor<Self> {
-        Self::conv2d_weight_backward(x, weight, output_grad, options)
+        input_grad: bool,
+    ) -> (Option<FloatTensor<Self>>, FloatTensor<Self>, FloatTensor<Self>) {
+        burn_conv2d_relu_backward::<Self>(x, weight, bias, output, output_grad, options, input_grad)
     }
+}
+
+/// burn's own operations: the GPU path, and the CPU's for what the GEMM path does not take.
+fn burn_conv2d_relu<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    options: ConvOptions<2>,
+) -> FloatTensor<B> {
+    B::relu(B::conv2d(x, weight, Some(bias), options))
+}
+
+fn burn_conv2d_relu_backward<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    output: FloatTensor<B>,
+    output_grad: FloatTensor<B>,
+    options: ConvOptions<2>,
+    input_grad: bool,
+) -> ConvReluGrads<B> {
+    let grad = B::relu_backward(output, output_grad);
+    let dx =
+        input_grad.then(|| B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone()));
+    let dw = B::conv2d_weight_backward(x.clone(), weight, grad.clone(), options);
+    (dx, dw, B::conv2d_bias_backward(x, bias, grad))
 }
 
 /// GPUs keep burn's kernels.
-impl GemmConvBackend for Cube {}
+impl ConvReluBackend for Cube {}
 
-impl GemmConvBackend for Flex {
-    fn gemm_conv2d_weight_grad(
+impl ConvReluBackend for Flex {
+    fn conv2d_relu(
         x: FlexTensor,
         weight: FlexTensor,
-        output_grad: FlexTensor,
+        bias: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let supported = options.groups == 1
-            && x.dtype() == DType::F32
-            && output_grad.dtype() == DType::F32
-            && weight.dtype() == DType::F32;
-        if !supported {
-            return Self::conv2d_weight_backward(x, weight, output_grad, options);
-        }
-        let (x, output_grad) = (x.to_contiguous(), output_grad.to_contiguous());
-        match (x.as_slice::<f32>(), output_grad.as_slice::<f32>()) {
-            (Some(xs), Some(gs)) => {
-                let dims = |s: burn::tensor::Shape| -> [usize; 4] { [s[0], s[1], s[2], s[3]] };
-                let grad = weight_grad_f32(
-                    xs,
-                    dims(x.shape()),
-                    gs,
-                    dims(output_grad.shape()),
-                    dims(weight.shape()),
-                    &options,
-                );
-                FlexTensor::from_data(TensorData::new(grad, weight.shape()))
+        let Some(geometry) = Geometry::of(&x, &weight, &options) else {
+            return burn_conv2d_relu::<Self>(x, weight, bias, options);
+        };
+        let (x, weight, bias) = (x.to_contiguous(), weight.to_contiguous(), bias.to_contiguous());
+        match (x.as_slice::<f32>(), weight.as_slice::<f32>(), bias.as_slice::<f32>()) {
+            (Some(xs), Some(ws), Some(bs)) if bs.len() == geometry.channels_out => {
+                let output = geometry.forward(xs, ws, bs);
+                FlexTensor::from_data(TensorData::new(output, geometry.output_shape()))
             }
-            _ => Self::conv2d_weight_backward(x, weight, output_grad, options),
+            _ => burn_conv2d_relu::<Self>(x, weight, bias, options),
+        }
+    }
+
+    fn conv2d_relu_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        output: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+        input_grad: bool,
+    ) -> ConvReluGrads<Self> {
+        let fallback = |x, weight, bias, output, output_grad, options| {
+            burn_conv2d_relu_backward::<Self>(x, weight, bias, output, output_grad, options, input_grad)
+        };
+        let Some(geometry) = Geometry::of(&x, &weight, &options) else {
+            return fallback(x, weight, bias, output, output_grad, options);
+        };
+        let [x, weight, output, output_grad] = [x, weight, output, output_grad].map(|t| t.to_contiguous());
+        let slices = (
+            x.as_slice::<f32>(),
+            weight.as_slice::<f32>(),
+            output.as_slice::<f32>(),
+            output_grad.as_slice::<f32>(),
+        );
+        match slices {
+            (Some(xs), Some(ws), Some(ys), Some(gs))
+                if ys.len() == gs.len() && ys.len() == geometry.outputs() =>
+            {
+                let grads = geometry.backward(xs, ws, ys, gs, input_grad);
+                (
+                    grads.input.map(|dx| FlexTensor::from_data(TensorData::new(dx, x.shape()))),
+                    FlexTensor::from_data(TensorData::new(grads.weight, weight.shape())),
+                    FlexTensor::from_data(TensorData::new(grads.bias, [geometry.channels_out])),
+                )
+            }
+            _ => fallback(x, weight, bias, output, output_grad, options),
         }
     }
 }
 
-/// Images per unit of parallel work in the weight gradient. Fixed, not derived from the
-/// thread count, so that the partial sums and their order, and so the result to the last
-/// bit, are the same on any pool (concurrent trainings must match sequential ones).
-const IMAGES_PER_TASK: usize = 8;
+/// Images per unit of parallel work in the backward pass. Fixed, not derived from the
+/// thread count, so that the partial sums of the weight and bias gradients and their
+/// order, and so the result to the last bit, are the same on any pool (concurrent
+/// trainings must match sequential ones).
+const IMAGES_PER_TASK: usize = 4;
 
-/// dW = Σ_b dY_b · col_bᵀ for contiguous NCHW `x` and `output_grad`: tasks of
-/// [`IMAGES_PER_TASK`] images each accumulate their own partial dW, summed in task order.
-fn weight_grad_f32(
-    x: &[f32],
-    [batch, channels_in, height, width]: [usize; 4],
-    output_grad: &[f32],
-    [_, channels_out, height_out, width_out]: [usize; 4],
-    [_, _, kernel_h, kernel_w]: [usize; 4],
-    options: &ConvOptions<2>,
-) -> Vec<f32> {
-    use rayon::prelude::*;
-    let geometry = Im2col { channels_in, height, width, kernel_h, kernel_w, height_out, width_out };
-    let (k, p) = (geometry.rows(), height_out * width_out);
-    let partials: Vec<Vec<f32>> = (0..batch.div_ceil(IMAGES_PER_TASK))
-        .into_par_iter()
-        .map(|task| {
-            let mut col = vec![0f32; k * p];
-            let mut grad = vec![0f32; channels_out * k];
-            let images = task * IMAGES_PER_TASK..((task + 1) * IMAGES_PER_TASK).min(batch);
-            for (n, b) in images.enumerate() {
-                geometry.fill(
-                    &x[b * channels_in * height * width..][..channels_in * height * width],
-                    options,
-                    &mut col,
-                );
-                let dy = &output_grad[b * channels_out * p..][..channels_out * p];
-                accumulate_product(&mut grad, dy, &col, [channels_out, k, p], n > 0);
-            }
-            grad
-        })
-        .collect();
-    let mut partials = partials.into_iter();
-    let mut grad = partials.next().unwrap_or_else(|| vec![0.0; channels_out * k]);
-    for partial in partials {
-        grad.iter_mut().zip(partial).for_each(|(g, q)| *g += q);
-    }
-    grad
-}
-
-/// The shape of one image's im2col matrix: `channels_in · kernel_h · kernel_w` rows of
-/// `height_out · width_out` input values (zero where the kernel overhangs the padding).
-struct Im2col {
+/// One convolution's shapes (NCHW input, OIHW weight) and options, for the GEMM path.
+#[derive(Clone, Copy, Debug)]
+struct Geometry {
+    batch: usize,
     channels_in: usize,
     height: usize,
     width: usize,
-    kernel_h: usize,
-    kernel_w: usize,
-    height_out: usize,
-    width_out: usize,
+    channels_out: usize,
+    kernel: [usize; 2],
+    output: [usize; 2],
+    stride: [usize; 2],
+    dilation: [usize; 2],
+    padding: [usize; 2],
 }
 
-impl Im2col {
-    fn rows(&self) -> usize {
-        self.channels_in * self.kernel_h * self.kernel_w
+/// The weight, bias and (when asked for) input gradients of one convolution + ReLU.
+struct Grads {
+    input: Option<Vec<f32>>,
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl Geometry {
+    /// `None` where the GEMM path does not apply: grouped convolutions, other float types
+    /// than f32, shapes that do not fit together.
+    fn of(x: &FlexTensor, weight: &FlexTensor, options: &ConvOptions<2>) -> Option<Self> {
+        let (xs, ws) = (x.shape(), weight.shape());
+        if options.groups != 1 || x.dtype() != DType::F32 || weight.dtype() != DType::F32 {
+            return None;
+        }
+        if xs.num_dims() != 4 || ws.num_dims() != 4 || xs[1] != ws[1] {
+            return None;
+        }
+        let (begin, end) = (options.padding_begin(), options.padding_end());
+        let output = |axis: usize, size: usize| {
+            let span = options.dilation[axis] * (ws[2 + axis] - 1) + 1;
+            (size + begin[axis] + end[axis]).checked_sub(span).map(|room| room / options.stride[axis] + 1)
+        };
+        let geometry = Geometry {
+            batch: xs[0],
+            channels_in: xs[1],
+            height: xs[2],
+            width: xs[3],
+            channels_out: ws[0],
+            kernel: [ws[2], ws[3]],
+            output: [output(0, xs[2])?, output(1, xs[3])?],
+            stride: options.stride,
+            dilation: options.dilation,
+            padding: begin,
+        };
+        let nonzero = [geometry.batch, geometry.channels_in, geometry.channels_out, geometry.positions()];
+        (nonzero.iter().all(|&n| n > 0) && geometry.stride.iter().all(|&s| s > 0)).then_some(geometry)
     }
 
-    fn fill(&self, image: &[f32], options: &ConvOptions<2>, col: &mut [f32]) {
-        let (p, [pad_h, pad_w]) = (self.height_out * self.width_out, options.padding_begin());
+    /// Rows of an image's im2col matrix: `channels_in · kernel_h · kernel_w`.
+    fn rows(&self) -> usize {
+        self.channels_in * self.kernel[0] * self.kernel[1]
+    }
+
+    /// Output positions per image (the im2col matrix's columns): `height_out · width_out`.
+    fn positions(&self) -> usize {
+        self.output[0] * self.output[1]
+    }
+
+    fn image_len(&self) -> usize {
+        self.channels_in * self.height * self.width
+    }
+
+    fn output_len(&self) -> usize {
+        self.channels_out * self.positions()
+    }
+
+    fn outputs(&self) -> usize {
+        self.batch * self.output_len()
+    }
+
+    fn output_shape(&self) -> [usize; 4] {
+        [self.batch, self.channels_out, self.output[0], self.output[1]]
+    }
+
+    /// The output positions along `axis` whose kernel tap `tap` lands inside the image,
+    /// and the input index of the first of them.
+    fn taps(&self, axis: usize, tap: usize) -> (Range<usize>, usize) {
+        let size = [self.height, self.width][axis];
+        let (stride, offset) = (self.stride[axis], tap * self.dilation[axis]);
+        // input index = position · stride + offset − padding, wanted in 0..size
+        let first = self.padding[axis].saturating_sub(offset).div_ceil(stride);
+        let end = (size + self.padding[axis]).saturating_sub(offset).div_ceil(stride).min(self.output[axis]);
+        let first = first.min(end);
+        (first..end, (first * stride + offset).saturating_sub(self.padding[axis]))
+    }
+
+    /// Calls `visit(row of col, input plane, output rows, output columns, first input
+    /// index)` for each im2col row, in order.
+    fn for_each_tap(
+        &self,
+        mut visit: impl FnMut(usize, usize, (Range<usize>, usize), (Range<usize>, usize)),
+    ) {
         for c in 0..self.channels_in {
-            let plane = &image[c * self.height * self.width..][..self.height * self.width];
-            for i in 0..self.kernel_h {
-                for j in 0..self.kernel_w {
-                    let row = &mut col[((c * self.kernel_h + i) * self.kernel_w + j) * p..][..p];
-                    for oy in 0..self.height_out {
-                        let dst = &mut row[oy * self.width_out..][..self.width_out];
-                        let iy = (oy * options.stride[0] + i * options.dilation[0]).checked_sub(pad_h);
-                        let Some(src) = iy
-                            .filter(|&iy| iy < self.height)
-                            .map(|iy| &plane[iy * self.width..][..self.width])
-                        else {
-                            dst.fill(0.0);
-                            continue;
-                        };
-                        for (ox, d) in dst.iter_mut().enumerate() {
-                            let ix = (ox * options.stride[1] + j * options.dilation[1]).checked_sub(pad_w);
-                            *d = ix.and_then(|ix| src.get(ix)).copied().unwrap_or(0.0);
-                        }
-                    }
+            for i in 0..self.kernel[0] {
+                let rows = self.taps(0, i);
+                for j in 0..self.kernel[1] {
+                    visit((c * self.kernel[0] + i) * self.kernel[1] + j, c, rows.clone(), self.taps(1, j));
                 }
             }
         }
     }
+
+    /// `col[rows × positions]` = the im2col of one image (zero where a tap overhangs).
+    fn im2col(&self, image: &[f32], col: &mut [f32]) {
+        let (p, wo, plane) = (self.positions(), self.output[1], self.height * self.width);
+        let [stride_h, stride_w] = self.stride;
+        self.for_each_tap(|row, c, (ys, y0), (xs, x0)| {
+            let row = &mut col[row * p..][..p];
+            let plane = &image[c * plane..][..plane];
+            row[..ys.start * wo].fill(0.0);
+            row[ys.end * wo..].fill(0.0);
+            for (n, oy) in ys.enumerate() {
+                let dst = &mut row[oy * wo..][..wo];
+                dst[..xs.start].fill(0.0);
+                dst[xs.end..].fill(0.0);
+                let src = plane[(y0 + n * stride_h) * self.width + x0..].iter().step_by(stride_w);
+                dst[xs.clone()].iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+            }
+        });
+    }
+
+    /// `image += col2im(col)`: the adjoint of [`Geometry::im2col`].
+    fn col2im(&self, col: &[f32], image: &mut [f32]) {
+        let (p, wo, plane) = (self.positions(), self.output[1], self.height * self.width);
+        let [stride_h, stride_w] = self.stride;
+        self.for_each_tap(|row, c, (ys, y0), (xs, x0)| {
+            let row = &col[row * p..][..p];
+            let plane = &mut image[c * plane..][..plane];
+            for (n, oy) in ys.enumerate() {
+                let src = &row[oy * wo..][xs.clone()];
+                let dst = plane[(y0 + n * stride_h) * self.width + x0..].iter_mut().step_by(stride_w);
+                dst.zip(src).for_each(|(d, s)| *d += *s);
+            }
+        });
+    }
+
+    /// `relu(W · col_b + bias)` for every image, images in parallel.
+    fn forward(&self, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+        let (k, p) = (self.rows(), self.positions());
+        let mut output = vec![0f32; self.outputs()];
+        output.par_chunks_mut(self.output_len()).zip(x.par_chunks(self.image_len())).for_each_init(
+            || vec![0f32; k * p],
+            |col, (y, image)| {
+                self.im2col(image, col);
+                for (row, b) in y.chunks_mut(p).zip(bias) {
+                    row.fill(*b);
+                }
+                let w =
+                    Matrix { data: weight, rows: self.channels_out, cols: k, row_stride: k, col_stride: 1 };
+                gemm_into(y, w, Matrix::row_major(col, k, p), true);
+                y.iter_mut().for_each(|v| *v = v.max(0.0));
+            },
+        );
+        output
+    }
+
+    /// The gradients for output `y` and its gradient `dy`; tasks of [`IMAGES_PER_TASK`]
+    /// images each sum their own weight and bias gradients, added in task order.
+    fn backward(&self, x: &[f32], weight: &[f32], y: &[f32], dy: &[f32], input_grad: bool) -> Grads {
+        let (k, p, co) = (self.rows(), self.positions(), self.channels_out);
+        let mut dx = if input_grad { vec![0f32; self.batch * self.image_len()] } else { Vec::new() };
+        let tasks = self.batch.div_ceil(IMAGES_PER_TASK);
+        let slots: Vec<Option<&mut [f32]>> = if input_grad {
+            dx.chunks_mut(IMAGES_PER_TASK * self.image_len()).map(Some).collect()
+        } else {
+            (0..tasks).map(|_| None).collect()
+        };
+        let partials: Vec<(Vec<f32>, Vec<f32>)> = slots
+            .into_par_iter()
+            .enumerate()
+            .map_init(
+                || (vec![0f32; k * p], vec![0f32; co * p]),
+                |(col, g), (task, mut dx)| {
+                    let (mut dw, mut db) = (vec![0f32; co * k], vec![0f32; co]);
+                    let images = task * IMAGES_PER_TASK..((task + 1) * IMAGES_PER_TASK).min(self.batch);
+                    for (n, b) in images.enumerate() {
+                        let (y, dy) = (&y[b * co * p..][..co * p], &dy[b * co * p..][..co * p]);
+                        g.iter_mut()
+                            .zip(y.iter().zip(dy))
+                            .for_each(|(g, (y, dy))| *g = if *y > 0.0 { *dy } else { 0.0 });
+                        for (sum, row) in db.iter_mut().zip(g.chunks(p)) {
+                            *sum += row.iter().sum::<f32>();
+                        }
+                        self.im2col(&x[b * self.image_len()..][..self.image_len()], col);
+                        // dW[co × k] (+)= G_b[co × p] · col_bᵀ[p × k]
+                        let col_t = Matrix { data: col, rows: p, cols: k, row_stride: 1, col_stride: p };
+                        gemm_into(&mut dw, Matrix::row_major(g, co, p), col_t, n > 0);
+                        if let Some(dx) = dx.as_deref_mut() {
+                            // dcol[k × p] = Wᵀ[k × co] · G_b[co × p], into col (no longer needed)
+                            let w_t =
+                                Matrix { data: weight, rows: k, cols: co, row_stride: 1, col_stride: k };
+                            gemm_into(col, w_t, Matrix::row_major(g, co, p), false);
+                            self.col2im(col, &mut dx[n * self.image_len()..][..self.image_len()]);
+                        }
+                    }
+                    (dw, db)
+                },
+            )
+            .collect();
+        let mut partials = partials.into_iter();
+        let (mut weight_grad, mut bias_grad) =
+            partials.next().unwrap_or_else(|| (vec![0.0; co * k], vec![0.0; co]));
+        for (dw, db) in partials {
+            weight_grad.iter_mut().zip(dw).for_each(|(a, b)| *a += b);
+            bias_grad.iter_mut().zip(db).for_each(|(a, b)| *a += b);
+        }
+        Grads { input: input_grad.then_some(dx), weight: weight_grad, bias: bias_grad }
+    }
 }
 
-/// `grad[m × n] (+)= lhs[m × k] · rhsᵀ` with `rhs` stored `n × k`, all row-major;
-/// `accumulate: false` overwrites `grad`.
-// `gemm` is an unsafe API (raw pointers and strides); the asserts below pin the slice
-// lengths to the strides given, and the result is tested against burn's.
+/// A strided view of an f32 matrix.
+#[derive(Clone, Copy)]
+struct Matrix<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> Matrix<'a> {
+    fn row_major(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Matrix { data, rows, cols, row_stride: cols, col_stride: 1 }
+    }
+
+    /// Whether every element lies inside `data`.
+    fn in_bounds(&self) -> bool {
+        self.rows == 0
+            || self.cols == 0
+            || (self.rows - 1) * self.row_stride + (self.cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `dst[m × n] (+)= lhs[m × k] · rhs[k × n]`, `dst` row-major; `accumulate: false`
+/// overwrites `dst`. Single-threaded: the callers parallelise over images.
+// `gemm` is an unsafe API (raw pointers and strides); the asserts pin every element to
+// its slice, and the results are tested against burn's convolution.
 #[allow(unsafe_code)]
-fn accumulate_product(grad: &mut [f32], lhs: &[f32], rhs: &[f32], [m, n, k]: [usize; 3], accumulate: bool) {
-    assert!(grad.len() >= m * n && lhs.len() >= m * k && rhs.len() >= n * k, "gemm operands too short");
-    // SAFETY: dst is m × n with row stride n, lhs m × k with row stride k, rhsᵀ k × n read
-    // from rhs (n × k, row stride k): every index is within the lengths asserted above.
+fn gemm_into(dst: &mut [f32], lhs: Matrix, rhs: Matrix, accumulate: bool) {
+    let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
+    assert!(rhs.rows == k && dst.len() >= m * n, "gemm operand shapes do not fit");
+    assert!(lhs.in_bounds() && rhs.in_bounds(), "gemm operand outside its slice");
+    // SAFETY: dst is m × n with row stride n, within its length (asserted); lhs and rhs
+    // are read only at row · row_stride + col · col_stride, within their lengths (asserted).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
-            grad.as_mut_ptr(),
+            dst.as_mut_ptr(),
             1,
             n as isize,
             accumulate,
-            lhs.as_ptr(),
-            1,
-            k as isize,
-            rhs.as_ptr(),
-            k as isize,
-            1,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
             1.0f32,
             1.0f32,
             false,
@@ -207,31 +428,30 @@ fn accumulate_product(grad: &mut [f32], lhs: &[f32], rhs: &[f32], [m, n, k]: [us
 }
 
 #[derive(Debug)]
-struct GemmConvBackward;
+struct ConvReluBackward;
 
-impl<B: Backend + GemmConvBackend> Backward<B, 3> for GemmConvBackward {
-    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, ConvOptions<2>);
+impl<B: Backend + ConvReluBackend> Backward<B, 3> for ConvReluBackward {
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, ConvOptions<2>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_weight, node_bias] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, weight, bias, options) = ops.state;
-        if let Some(node) = node_x {
-            let dx = B::conv2d_x_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
+        let (x, weight, bias, output, options) = ops.state;
+        let (dx, dw, db) = B::conv2d_relu_backward(x, weight, bias, output, grad, options, node_x.is_some());
+        if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<B>(node.id, dx);
         }
         if let Some(node) = node_weight {
-            let dw = B::gemm_conv2d_weight_grad(x.clone(), weight, grad.clone(), options);
             grads.register::<B>(node.id, dw);
         }
         if let Some(node) = node_bias {
-            grads.register::<B>(node.id, B::conv2d_bias_backward(x, bias, grad));
+            grads.register::<B>(node.id, db);
         }
     }
 }
 
-impl<B: Backend + GemmConvBackend, C: CheckpointStrategy> GemmConvBackend for Autodiff<B, C> {
-    fn gemm_conv2d(
+impl<B: Backend + ConvReluBackend, C: CheckpointStrategy> ConvReluBackend for Autodiff<B, C> {
+    fn conv2d_relu(
         x: FloatTensor<Self>,
         weight: FloatTensor<Self>,
         bias: FloatTensor<Self>,
@@ -240,22 +460,22 @@ impl<B: Backend + GemmConvBackend, C: CheckpointStrategy> GemmConvBackend for Au
         let (x, x_node) = x.into_parts();
         let (weight, weight_node) = weight.into_parts();
         let (bias, bias_node) = bias.into_parts();
-        match GemmConvBackward.prepare::<C>([x_node, weight_node, bias_node]).compute_bound().stateful() {
+        match ConvReluBackward.prepare::<C>([x_node, weight_node, bias_node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let out = B::conv2d(x.clone(), weight.clone(), Some(bias.clone()), options.clone());
-                prep.finish((x, weight, bias, options), out)
+                let output = B::conv2d_relu(x.clone(), weight.clone(), bias.clone(), options.clone());
+                prep.finish((x, weight, bias, output.clone(), options), output)
             }
-            OpsKind::UnTracked(prep) => prep.finish(B::conv2d(x, weight, Some(bias), options)),
+            OpsKind::UnTracked(prep) => prep.finish(B::conv2d_relu(x, weight, bias, options)),
         }
     }
 }
 
-/// `conv`'s forward through [`GemmConvBackend::gemm_conv2d`]; for convolutions with a
-/// bias and explicit padding (the main task models' kind), else burn's own forward.
-pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
+/// `relu(conv(x))` through [`ConvReluBackend::conv2d_relu`] for convolutions with a bias
+/// and explicit padding (the main task models' kind); else burn's own operations.
+pub fn forward_relu(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
     let (Some(bias), PaddingConfig2d::Explicit(top, left, bottom, right)) = (&conv.bias, &conv.padding)
     else {
-        return conv.forward(x);
+        return burn::tensor::activation::relu(conv.forward(x));
     };
     let options = ConvOptions::new_with_padding(
         conv.stride,
@@ -263,7 +483,7 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         conv.dilation,
         conv.groups,
     );
-    Tensor::from_dispatch(<Dispatch as GemmConvBackend>::gemm_conv2d(
+    Tensor::from_dispatch(<Dispatch as ConvReluBackend>::conv2d_relu(
         x.into_dispatch(),
         conv.weight.val().into_dispatch(),
         bias.val().into_dispatch(),
@@ -275,52 +495,66 @@ pub fn forward(conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
 mod tests {
     use super::*;
     use burn::nn::conv::Conv2dConfig;
+    use burn::tensor::activation::relu;
 
     fn max_difference(a: Tensor<4>, b: Tensor<4>) -> f32 {
         (a - b).abs().max().into_scalar::<f32>()
     }
 
-    /// Same output and same gradients for input, weight and bias as burn's convolution,
-    /// for the strides, paddings and channel counts the models use.
+    /// Same output and same gradients for input, weight and bias as burn's convolution
+    /// and ReLU, for the strides, paddings, dilations and channel counts the models use and
+    /// a few they do not (asymmetric padding, a batch that is not a multiple of the task).
     #[test]
-    fn matches_burns_convolution_and_its_gradients() {
+    fn matches_burns_convolution_and_relu_and_their_gradients() {
         let device = burn::tensor::Device::flex().autodiff();
-        for (channels_in, channels_out, stride, padding) in
-            [(3, 8, 2, (1, 1)), (5, 4, 1, (1, 1)), (4, 6, 2, (0, 2))]
+        let cases = [
+            // (channels in, out, kernel, stride, dilation, padding top/left/bottom/right, batch, h, w)
+            (3, 8, 3, 2, 1, (1, 1, 1, 1), 3, 11, 9),
+            (5, 4, 3, 1, 1, (1, 1, 1, 1), 6, 8, 8),
+            (4, 6, 3, 2, 1, (0, 2, 0, 2), 5, 11, 9),
+            (2, 3, 3, 1, 2, (2, 1, 0, 1), 2, 9, 10),
+            (3, 5, 2, 3, 1, (0, 0, 1, 1), 4, 10, 7),
+        ];
+        for (channels_in, channels_out, kernel, stride, dilation, (top, left, bottom, right), batch, h, w) in
+            cases
         {
             // Weights through the trainings' seeding lock: other tests of this process
             // draw from the same generator at the same time.
             let conv = crate::training::fresh(&device, 7, |device| {
-                Conv2dConfig::new([channels_in, channels_out], [3, 3])
+                Conv2dConfig::new([channels_in, channels_out], [kernel, kernel])
                     .with_stride([stride, stride])
-                    .with_padding(PaddingConfig2d::Explicit(padding.0, padding.1, padding.0, padding.1))
+                    .with_dilation([dilation, dilation])
+                    .with_padding(PaddingConfig2d::Explicit(top, left, bottom, right))
                     .init(device)
             });
-            let shape = [3, channels_in, 11, 9];
+            let shape = [batch, channels_in, h, w];
             let values: Vec<f32> =
                 (0..shape.iter().product::<usize>()).map(|i| (i as f32 * 0.37).sin()).collect();
             let x = Tensor::<4>::from_data(TensorData::new(values, shape), &device).require_grad();
             let target = |y: Tensor<4>| (y.clone() * y.clone().sin()).sum();
+            let case = format!("{channels_in}→{channels_out}, k {kernel}, s {stride}, d {dilation}");
 
-            let ours = forward(&conv, x.clone());
-            let theirs = conv.forward(x.clone());
-            assert_eq!(ours.dims(), theirs.dims());
-            assert!(max_difference(ours.clone(), theirs.clone()) < 1e-5);
+            let ours = forward_relu(&conv, x.clone());
+            let theirs = relu(conv.forward(x.clone()));
+            assert_eq!(ours.dims(), theirs.dims(), "{case}");
+            let dy = max_difference(ours.clone(), theirs.clone());
+            assert!(dy < 1e-5, "output differs by {dy} ({case})");
 
             let grads_ours = target(ours).backward();
             let grads_theirs = target(theirs).backward();
             let grad = |g: &burn::tensor::Gradients, t: &Tensor<4>| t.grad(g).expect("gradient");
-            assert!(max_difference(grad(&grads_ours, &x), grad(&grads_theirs, &x)) < 1e-4);
+            let dx = max_difference(grad(&grads_ours, &x), grad(&grads_theirs, &x));
+            assert!(dx < 1e-4, "input gradient differs by {dx} ({case})");
             let weight = conv.weight.val();
             let dw = max_difference(grad(&grads_ours, &weight), grad(&grads_theirs, &weight));
-            assert!(dw < 1e-3, "weight gradient differs by {dw} (stride {stride}, padding {padding:?})");
+            assert!(dw < 1e-3, "weight gradient differs by {dw} ({case})");
             let bias = conv.bias.as_ref().expect("bias").val();
             let db = (bias.grad(&grads_ours).expect("bias gradient")
                 - bias.grad(&grads_theirs).expect("bias gradient"))
             .abs()
             .max()
             .into_scalar::<f32>();
-            assert!(db < 1e-3, "bias gradient differs by {db}");
+            assert!(db < 1e-3, "bias gradient differs by {db} ({case})");
         }
     }
 }

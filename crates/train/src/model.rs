@@ -45,7 +45,6 @@ pub struct CountingCnn {
     conv4: Conv2d,
     conv5: Conv2d,
     density: Conv2d,
-    activation: Relu,
 }
 
 /// Pixels per side of one cell of the counting model's density map.
@@ -61,7 +60,6 @@ impl CountingCnnConfig {
             conv4: conv3x3(2 * w, 4 * w, 2, device),
             conv5: conv3x3(4 * w, 4 * w, 1, device),
             density: Conv2dConfig::new([4 * w, CAR_TYPES], [1, 1]).init(device),
-            activation: Relu::new(),
         }
     }
 }
@@ -70,11 +68,11 @@ impl CountingCnn {
     /// Images `[batch, 3, height, width]` in [0, 1] → count density
     /// `[batch, 5, ⌈height / 8⌉, ⌈width / 8⌉]`.
     pub fn forward_density(&self, images: Tensor<4>) -> Tensor<4> {
-        let x = self.activation.forward(conv::forward(&self.conv1, images));
-        let x = self.activation.forward(conv::forward(&self.conv2, x));
-        let x = self.activation.forward(conv::forward(&self.conv3, x));
-        let x = self.activation.forward(conv::forward(&self.conv4, x));
-        let x = self.activation.forward(conv::forward(&self.conv5, x));
+        let x = conv::forward_relu(&self.conv1, images);
+        let x = conv::forward_relu(&self.conv2, x);
+        let x = conv::forward_relu(&self.conv3, x);
+        let x = conv::forward_relu(&self.conv4, x);
+        let x = conv::forward_relu(&self.conv5, x);
         self.density.forward(x)
     }
 
@@ -137,13 +135,13 @@ impl SegmentationNet {
     /// `[batch, classes, height, width]`.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<4> {
         let relu = |x| self.activation.forward(x);
-        let full = relu(conv::forward(&self.stem, images));
-        let half = relu(conv::forward(&self.down1, full.clone()));
-        let quarter = relu(conv::forward(&self.down2, half.clone()));
+        let full = conv::forward_relu(&self.stem, images);
+        let half = conv::forward_relu(&self.down1, full.clone());
+        let quarter = conv::forward_relu(&self.down2, half.clone());
         let x = relu(self.up2.forward(quarter));
-        let x = relu(conv::forward(&self.fuse2, Tensor::cat(vec![x, half], 1)));
+        let x = conv::forward_relu(&self.fuse2, Tensor::cat(vec![x, half], 1));
         let x = relu(self.up1.forward(x));
-        let x = relu(conv::forward(&self.fuse1, Tensor::cat(vec![x, full], 1)));
+        let x = conv::forward_relu(&self.fuse1, Tensor::cat(vec![x, full], 1));
         self.head.forward(x)
     }
 }
