@@ -2,7 +2,9 @@
 //! 32 synthetic images for the reference network at 64x64 and 128x128 (the network that
 //! `../shared/peers/torch_cnn_bench.py` trains in PyTorch), the counting model at 64x64 and
 //! 128x128 and the segmentation model at 128x128. Criterion reports images/s. Then the
-//! meta-loop's K trainings with one and with two worker threads (trainings/s).
+//! meta-loop's K trainings with one and with two worker threads (counting model:
+//! trainings/s; reference network: images/s). `cargo xtask bench train --pytorch FILE`
+//! sets the reference network's figures against PyTorch's.
 
 use burn::module::Module;
 use burn::nn::conv::{Conv2d, Conv2dConfig};
@@ -108,9 +110,11 @@ fn training(c: &mut Criterion) {
     group.finish();
 }
 
-/// The meta-loop's unit of work: K = 4 independent counting trainings (M = 96 images of
-/// 64x64, 2 epochs), run one after the other or on two worker threads at once, as
-/// `meta.threads` does. Criterion reports trainings/s.
+/// The meta-loop's unit of work: K = 4 independent trainings run one after the other or on
+/// two worker threads at once, as `meta.threads` does. First the counting model (M = 96
+/// images of 64x64, 2 epochs; criterion reports trainings/s), then the reference network
+/// (one epoch over 4 batches of 32 each; images/s, to set against PyTorch training the same
+/// K networks one after the other).
 fn meta_loop(c: &mut Criterion) {
     const K: usize = 4;
     let device = training_device(BackendChoice::Cpu);
@@ -120,21 +124,42 @@ fn meta_loop(c: &mut Criterion) {
     for threads in [1, 2] {
         group.bench_function(format!("{K}_trainings_{threads}_threads"), |b| {
             b.iter(|| {
-                std::thread::scope(|scope| {
-                    for worker in 0..threads {
-                        let (device, data) = (&device, &data);
-                        scope.spawn(move || {
-                            for k in (worker..K).step_by(threads) {
-                                let config = TrainConfig { epochs: 2, seed: k as u64, ..config() };
-                                train_counting(device, &config, data, None).expect("trains");
-                            }
-                        });
-                    }
+                on_workers(K, threads, |k| {
+                    let config = TrainConfig { epochs: 2, seed: k as u64, ..config() };
+                    train_counting(&device, &config, &data, None).expect("trains");
                 })
             })
         });
     }
+    group.throughput(Throughput::Elements((K * BATCH * BATCHES) as u64));
+    for size in [64, 128] {
+        let data = Dataset::squares(BATCH * BATCHES, size, 1);
+        let model = ReferenceCnn::new(&device);
+        for threads in [1, 2] {
+            group.bench_function(
+                format!("reference_gemm_{size}x{size}_{K}_trainings_{threads}_threads"),
+                |b| {
+                    b.iter(|| {
+                        on_workers(K, threads, |_| {
+                            reference_epoch(model.clone(), &data, &device, true);
+                        })
+                    })
+                },
+            );
+        }
+    }
     group.finish();
+}
+
+/// Runs `train(k)` for k in 0..K on `threads` scoped worker threads, worker w taking
+/// k = w, w + threads, ...
+fn on_workers(trainings: usize, threads: usize, train: impl Fn(usize) + Sync) {
+    std::thread::scope(|scope| {
+        for worker in 0..threads {
+            let train = &train;
+            scope.spawn(move || (worker..trainings).step_by(threads).for_each(train));
+        }
+    })
 }
 
 criterion_group!(benches, training, meta_loop);

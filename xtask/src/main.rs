@@ -7,6 +7,8 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+mod train_report;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "cargo xtask",
@@ -38,6 +40,14 @@ enum Task {
     Bench {
         #[arg(default_value = "toy")]
         name: String,
+        /// train: PyTorch's figures to compare with, the output of
+        /// ../shared/peers/torch_cnn_bench.py (its `RESULT` lines).
+        #[arg(long, value_name = "FILE")]
+        pytorch: Option<PathBuf>,
+        /// train: a command that prints PyTorch's figures, e.g.
+        /// "for s in 64 128; do V/bin/python ../shared/peers/torch_cnn_bench.py --size $s --steps 100; done".
+        #[arg(long, value_name = "COMMAND", conflicts_with = "pytorch")]
+        pytorch_command: Option<String>,
         /// Extra arguments for criterion (e.g. a filter).
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
@@ -180,14 +190,31 @@ fn run(task: Task) -> anyhow::Result<()> {
             ])?;
             cargo(&["test", "--release", "--workspace", "--locked"])
         }
-        Task::Bench { name, args } => {
+        Task::Bench { name, pytorch, pytorch_command, args } => {
             let known = ["toy", "train", "render"];
             if !known.contains(&name.as_str()) {
                 bail!("no benchmark `{name}`; available: {}", known.join(", "));
             }
+            let source = match (pytorch, pytorch_command) {
+                (Some(file), _) => Some(train_report::PyTorchSource::File(file)),
+                (None, Some(command)) => Some(train_report::PyTorchSource::Command(command)),
+                (None, None) => None,
+            };
+            if source.is_some() && name != "train" {
+                bail!(
+                    "--pytorch and --pytorch-command compare the `train` benchmark; `{name}` has no PyTorch counterpart"
+                );
+            }
+            // Before the long benchmark, so that a bad file fails at once.
+            let pytorch = source.as_ref().map(train_report::PyTorchSource::load).transpose()?;
+            let started = std::time::SystemTime::now();
             let mut cargo_args = vec!["bench", "--workspace", "--locked", "--bench", name.as_str(), "--"];
             cargo_args.extend(args.iter().map(String::as_str));
-            cargo(&cargo_args)
+            cargo(&cargo_args)?;
+            if name == "train" {
+                train_report::print_summary(&target_dir().join("criterion"), started, pytorch.as_ref())?;
+            }
+            Ok(())
         }
     }
 }
