@@ -273,8 +273,7 @@ impl Geometry {
                 let dst = &mut row[oy * wo..][..wo];
                 dst[..xs.start].fill(0.0);
                 dst[xs.end..].fill(0.0);
-                let src = plane[(y0 + n * stride_h) * self.width + x0..].iter().step_by(stride_w);
-                dst[xs.clone()].iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+                gather(&mut dst[xs.clone()], &plane[(y0 + n * stride_h) * self.width + x0..], stride_w);
             }
         });
     }
@@ -287,9 +286,11 @@ impl Geometry {
             let row = &col[row * p..][..p];
             let plane = &mut image[c * plane..][..plane];
             for (n, oy) in ys.enumerate() {
-                let src = &row[oy * wo..][xs.clone()];
-                let dst = plane[(y0 + n * stride_h) * self.width + x0..].iter_mut().step_by(stride_w);
-                dst.zip(src).for_each(|(d, s)| *d += *s);
+                scatter_add(
+                    &mut plane[(y0 + n * stride_h) * self.width + x0..],
+                    &row[oy * wo..][xs.clone()],
+                    stride_w,
+                );
             }
         });
     }
@@ -305,9 +306,12 @@ impl Geometry {
                 for (row, b) in y.chunks_mut(p).zip(bias) {
                     row.fill(*b);
                 }
-                let w =
-                    Matrix { data: weight, rows: self.channels_out, cols: k, row_stride: k, col_stride: 1 };
-                gemm_into(y, w, Matrix::row_major(col, k, p), true);
+                // Y_b[co × p] = (col_bᵀ[p × k] · Wᵀ[k × co])ᵀ: the big operand col_bᵀ is then
+                // column-major, which gemm reads without packing it.
+                let col_t = Matrix { data: col, rows: p, cols: k, row_stride: 1, col_stride: p };
+                let w_t =
+                    Matrix { data: weight, rows: k, cols: self.channels_out, row_stride: 1, col_stride: k };
+                gemm_into(y, Store::Columns, col_t, w_t, true);
                 y.iter_mut().for_each(|v| *v = v.max(0.0));
             },
         );
@@ -339,17 +343,17 @@ impl Geometry {
                             .zip(y.iter().zip(dy))
                             .for_each(|(g, (y, dy))| *g = if *y > 0.0 { *dy } else { 0.0 });
                         for (sum, row) in db.iter_mut().zip(g.chunks(p)) {
-                            *sum += row.iter().sum::<f32>();
+                            *sum += sum_f32(row);
                         }
                         self.im2col(&x[b * self.image_len()..][..self.image_len()], col);
                         // dW[co × k] (+)= G_b[co × p] · col_bᵀ[p × k]
                         let col_t = Matrix { data: col, rows: p, cols: k, row_stride: 1, col_stride: p };
-                        gemm_into(&mut dw, Matrix::row_major(g, co, p), col_t, n > 0);
+                        gemm_into(&mut dw, Store::Rows, Matrix::row_major(g, co, p), col_t, n > 0);
                         if let Some(dx) = dx.as_deref_mut() {
-                            // dcol[k × p] = Wᵀ[k × co] · G_b[co × p], into col (no longer needed)
-                            let w_t =
-                                Matrix { data: weight, rows: k, cols: co, row_stride: 1, col_stride: k };
-                            gemm_into(col, w_t, Matrix::row_major(g, co, p), false);
+                            // dcol[k × p] = (G_bᵀ[p × co] · W[co × k])ᵀ, into col (no longer
+                            // needed); G_bᵀ column-major, as in the forward.
+                            let g_t = Matrix { data: g, rows: p, cols: co, row_stride: 1, col_stride: p };
+                            gemm_into(col, Store::Columns, g_t, Matrix::row_major(weight, co, k), false);
                             self.col2im(col, &mut dx[n * self.image_len()..][..self.image_len()]);
                         }
                     }
@@ -366,6 +370,39 @@ impl Geometry {
         }
         Grads { input: input_grad.then_some(dx), weight: weight_grad, bias: bias_grad }
     }
+}
+
+/// `dst[i] = src[i · stride]`. Strides 1 and 2 (the models') in forms the compiler
+/// vectorises; `src` must hold `(dst.len() − 1) · stride + 1` values.
+fn gather(dst: &mut [f32], src: &[f32], stride: usize) {
+    let n = dst.len();
+    match stride {
+        1 => dst.copy_from_slice(&src[..n]),
+        2 if src.len() >= 2 * n => dst.iter_mut().zip(src.chunks_exact(2)).for_each(|(d, pair)| *d = pair[0]),
+        _ => dst.iter_mut().zip(src.iter().step_by(stride)).for_each(|(d, s)| *d = *s),
+    }
+}
+
+/// `dst[i · stride] += src[i]`: the adjoint of [`gather`].
+fn scatter_add(dst: &mut [f32], src: &[f32], stride: usize) {
+    let n = src.len();
+    match stride {
+        1 => dst[..n].iter_mut().zip(src).for_each(|(d, s)| *d += *s),
+        2 if dst.len() >= 2 * n => dst.chunks_exact_mut(2).zip(src).for_each(|(pair, s)| pair[0] += *s),
+        _ => dst.iter_mut().step_by(stride).zip(src).for_each(|(d, s)| *d += *s),
+    }
+}
+
+/// The sum of `values` in eight interleaved partial sums (vectorised; a fixed order, so
+/// the same on every run).
+fn sum_f32(values: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        lanes.iter_mut().zip(chunk).for_each(|(l, v)| *l += *v);
+    }
+    lanes.iter().sum::<f32>() + tail
 }
 
 /// A strided view of an f32 matrix.
@@ -391,25 +428,39 @@ impl<'a> Matrix<'a> {
     }
 }
 
-/// `dst[m × n] (+)= lhs[m × k] · rhs[k × n]`, `dst` row-major; `accumulate: false`
+/// How [`gemm_into`] stores its `m × n` product in `dst`.
+#[derive(Clone, Copy)]
+enum Store {
+    /// Row-major: element (i, j) at `i · n + j`.
+    Rows,
+    /// Column-major, i.e. the transposed product row-major: (i, j) at `i + j · m`.
+    Columns,
+}
+
+/// `dst (+)= lhs[m × k] · rhs[k × n]`, stored as `store` says; `accumulate: false`
 /// overwrites `dst`. Single-threaded: the callers parallelise over images.
 // `gemm` is an unsafe API (raw pointers and strides); the asserts pin every element to
 // its slice, and the results are tested against burn's convolution.
 #[allow(unsafe_code)]
-fn gemm_into(dst: &mut [f32], lhs: Matrix, rhs: Matrix, accumulate: bool) {
+fn gemm_into(dst: &mut [f32], store: Store, lhs: Matrix, rhs: Matrix, accumulate: bool) {
     let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
     assert!(rhs.rows == k && dst.len() >= m * n, "gemm operand shapes do not fit");
     assert!(lhs.in_bounds() && rhs.in_bounds(), "gemm operand outside its slice");
-    // SAFETY: dst is m × n with row stride n, within its length (asserted); lhs and rhs
-    // are read only at row · row_stride + col · col_stride, within their lengths (asserted).
+    let (dst_col_stride, dst_row_stride) = match store {
+        Store::Rows => (1, n),
+        Store::Columns => (m, 1),
+    };
+    // SAFETY: dst is m × n, (i, j) at i · dst_row_stride + j · dst_col_stride < m · n, within
+    // its length (asserted); lhs and rhs are read only at row · row_stride + col · col_stride,
+    // within their lengths (asserted).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            1,
-            n as isize,
+            dst_col_stride as isize,
+            dst_row_stride as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
