@@ -187,7 +187,7 @@ impl Geometry {
         }
         let (begin, end) = (options.padding_begin(), options.padding_end());
         let output = |axis: usize, size: usize| {
-            let span = options.dilation[axis] * (ws[2 + axis] - 1) + 1;
+            let span = options.dilation[axis] * ws[2 + axis].checked_sub(1)? + 1;
             (size + begin[axis] + end[axis]).checked_sub(span).map(|room| room / options.stride[axis] + 1)
         };
         let geometry = Geometry {
