@@ -203,7 +203,7 @@ fn write_report(
     let _ = writeln!(
         md,
         "Target: `{}`. Learned dimensions of ψ: {}. Images {}x{}; M = {} rendered images per main-task \
-         training, ξ = {} epochs (batch {}, Adam {}), from scratch; {} validation and {} test images \
+         training, ξ = {} epochs (batch {}, Adam {}), {}; {} validation and {} test images \
          rendered from the target. Policy: {} iterations × K = {}. {} seeds from master seed {}; \
          wall time {:.1} s.\n",
         target_path.display(),
@@ -214,6 +214,13 @@ fn write_report(
         config.train.epochs,
         config.train.batch_size,
         config.train.learning_rate,
+        match &config.train.warm_start {
+            Some(warm) => format!(
+                "fine-tuning a shared start trained per seed for {} epochs on {} images of the base ψ",
+                warm.epochs, warm.samples
+            ),
+            None => "from scratch".into(),
+        },
         config.data.validation_samples,
         config.data.test_samples,
         config.meta.iterations,
