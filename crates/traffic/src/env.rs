@@ -287,7 +287,11 @@ impl PhaseTimes {
     }
 }
 
-/// The environment of one study seed: its target validation and test sets, rendered once.
+/// The traffic environment of a study. Built once from the master seed and shared by every
+/// study seed (clones share the data): the target's validation and test sets stand for the
+/// paper's fixed real data (KITTI's), and the shared start for a pretrained model, so the
+/// seeds differ only in what the method draws (policy samples, renders, trainings).
+#[derive(Clone)]
 pub struct TrafficEnv {
     task: Task,
     learned: LearnedSpace,
@@ -296,10 +300,10 @@ pub struct TrafficEnv {
     train: TrainSettings,
     renderer: Arc<Mutex<Renderer>>,
     device: l2s_train::Device,
-    validation: Dataset,
-    test: Dataset,
+    validation: Arc<Dataset>,
+    test: Arc<Dataset>,
     /// Behind a lock because burn modules are `Send` but not `Sync`; each training clones it.
-    start: Mutex<Option<StartModel>>,
+    start: Arc<Mutex<Option<StartModel>>>,
     times: Arc<PhaseTimes>,
     progress: Progress,
 }
@@ -348,9 +352,9 @@ impl TrafficEnv {
             train,
             renderer,
             device,
-            validation,
-            test,
-            start: Mutex::new(None),
+            validation: Arc::new(validation),
+            test: Arc::new(test),
+            start: Arc::new(Mutex::new(None)),
             times,
             progress,
         };

@@ -1,6 +1,7 @@
 //! The traffic experiment end to end: config, the multi-seed study (learned ψ*, random ψ,
 //! random search, ψ_real), `summary.json`, `report.md` and figures.
 
+use std::cell::RefCell;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -13,7 +14,7 @@ use l2s_meta::policy::uniform_sample;
 use l2s_meta::progress::Progress;
 use l2s_meta::report::{PlotError, plot_psi_trajectories, plot_reward_curve, summary_table, write_summary};
 use l2s_meta::study::study_trainings;
-use l2s_meta::{MetaConfig, MetaError, StudyConfig, StudyRunOptions, StudySummary, run_study};
+use l2s_meta::{BoxError, MetaConfig, MetaError, StudyConfig, StudyRunOptions, StudySummary, run_study};
 use l2s_render::{Frame, RenderError, RenderSettings, Renderer};
 use l2s_scene::TrafficParams;
 use l2s_train::{BackendChoice, training_device};
@@ -91,9 +92,15 @@ pub fn run_traffic_experiment(
     let device = training_device(config.backend);
     let progress = Progress::new(study_trainings(&config.meta, &config.study));
     let times = Arc::new(PhaseTimes::default());
-    let make_env = |seeds: SeedTree| {
+    // Every study seed uses the same target sets and shared start (see `TrafficEnv`), made
+    // when the first seed needs them, after the run directory has been checked.
+    let shared: RefCell<Option<TrafficEnv>> = RefCell::new(None);
+    let make_env = |_seeds: SeedTree| -> Result<TrafficEnv, BoxError> {
+        if let Some(env) = shared.borrow().as_ref() {
+            return Ok(env.clone());
+        }
         progress.phase("rendering the target's validation and test sets".into());
-        TrafficEnv::new(
+        let env = TrafficEnv::new(
             task,
             learned.clone(),
             target.clone(),
@@ -101,10 +108,12 @@ pub fn run_traffic_experiment(
             config.train.clone(),
             renderer.clone(),
             device.clone(),
-            &seeds,
+            &SeedTree::new(config.seed).child("shared"),
             times.clone(),
             progress.clone(),
-        )
+        )?;
+        *shared.borrow_mut() = Some(env.clone());
+        Ok(env)
     };
     let (summary, runs) = run_study(
         make_env,
@@ -204,7 +213,7 @@ fn write_report(
         md,
         "Target: `{}`. Learned dimensions of ψ: {}. Images {}x{}; M = {} rendered images per main-task \
          training, ξ = {} epochs (batch {}, Adam {}), {}; {} validation and {} test images \
-         rendered from the target. Policy: {} iterations × K = {}. {} seeds from master seed {}; \
+         rendered once from the target and used by every seed. Policy: {} iterations × K = {}. {} seeds from master seed {}; \
          wall time {:.1} s.\n",
         target_path.display(),
         config.learn.join(", "),
@@ -216,7 +225,7 @@ fn write_report(
         config.train.learning_rate,
         match &config.train.warm_start {
             Some(warm) => format!(
-                "fine-tuning a shared start trained per seed for {} epochs on {} images of the base ψ",
+                "fine-tuning a shared start trained once for {} epochs on {} images of the base ψ",
                 warm.epochs, warm.samples
             ),
             None => "from scratch".into(),
