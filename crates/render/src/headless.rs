@@ -37,7 +37,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::frame::{self, Frame, LabelError, padded_row};
 use crate::labels::SemanticClass;
-use crate::materials::{LabelMaterialPlugin, SharedAssets};
+use crate::materials::{SceneMaterialsPlugin, Shading, SharedAssets};
 use crate::physics::{SettleConfig, settle_cars};
 use crate::spawn::{self, SceneLayers};
 
@@ -58,6 +58,8 @@ pub struct RenderSettings {
     pub min_visible_pixels: u32,
     /// Physics steps to settle dropped cars.
     pub settle_steps: u32,
+    /// How the RGB image is lit: `Fast` (default) or `Standard` (Bevy's PBR).
+    pub shading: Shading,
 }
 
 impl Default for RenderSettings {
@@ -70,6 +72,7 @@ impl Default for RenderSettings {
             shadows: true,
             min_visible_pixels: 20,
             settle_steps: SettleConfig::default().steps,
+            shading: Shading::default(),
         }
     }
 }
@@ -333,7 +336,8 @@ impl Renderer {
                 .disable::<TerminalCtrlCHandlerPlugin>()
                 .disable::<LogPlugin>(),
         );
-        app.add_plugins((LabelMaterialPlugin, ExtractResourcePlugin::<CaptureRequest>::default()));
+        app.add_plugins((SceneMaterialsPlugin, ExtractResourcePlugin::<CaptureRequest>::default()));
+        app.insert_resource(settings.shading);
         app.insert_resource(DirectionalLightShadowMap { size: 1024 });
         app.init_resource::<CaptureRequest>();
         let sink = CaptureSink::default();
@@ -389,6 +393,7 @@ impl Renderer {
                 if self.settings.antialias { Msaa::Sample4 } else { Msaa::Off },
                 Tonemapping::AcesFitted,
                 Exposure { ev100: Exposure::EV100_SUNLIGHT },
+                self.settings.shading.shadow_filter(),
                 layers.rgb.clone(),
             ))
             .id();
@@ -545,5 +550,6 @@ impl Renderer {
         world.resource::<Assets<Mesh>>().len()
             + world.resource::<Assets<StandardMaterial>>().len()
             + world.resource::<Assets<crate::materials::LabelMaterial>>().len()
+            + world.resource::<Assets<crate::materials::FastLitMaterial>>().len()
     }
 }

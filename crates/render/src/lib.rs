@@ -22,4 +22,5 @@ pub use export::{DatasetConfig, export_dataset};
 pub use frame::{Frame, VisibleCar};
 pub use headless::{AdapterSummary, RenderError, RenderSettings, Renderer, probe_adapter};
 pub use labels::SemanticClass;
+pub use materials::Shading;
 pub use preview::{PreviewOptions, run_preview};

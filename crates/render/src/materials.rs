@@ -1,15 +1,93 @@
-//! The label material and the assets every scene shares (car meshes, class materials).
+//! The RGB and label materials and the assets every scene shares (car meshes, class
+//! materials).
 
 use bevy::asset::{load_internal_asset, uuid_handle};
 use bevy::prelude::*;
 use bevy::render::render_resource::AsBindGroup;
 use bevy::shader::ShaderRef;
 use l2s_scene::CarType;
+use serde::{Deserialize, Serialize};
 
 use crate::geometry;
 use crate::labels::SemanticClass;
 
 const LABEL_SHADER: Handle<Shader> = uuid_handle!("8f0d1c52-3b7e-4a19-9d0c-6e2f5a7b4c31");
+const FAST_LIT_SHADER: Handle<Shader> = uuid_handle!("3c9e27a4-5f1b-4d86-b0a2-71e4c8d95f06");
+
+/// How the RGB image is lit. Labels are the same either way.
+#[derive(Resource, Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum Shading {
+    /// [`FastLitMaterial`] and hardware 2x2 shadow filtering: about 2.5x the labelled
+    /// frames/s of `Standard` at 256x256 on lavapipe (BENCHMARKS.md).
+    #[default]
+    Fast,
+    /// Bevy's physically based [`StandardMaterial`] (Burley diffuse, GGX specular) with
+    /// its default Gaussian shadow filtering.
+    Standard,
+}
+
+impl Shading {
+    /// The shadow filter the RGB camera uses with this shading.
+    pub fn shadow_filter(self) -> bevy::light::ShadowFilteringMethod {
+        match self {
+            Shading::Fast => bevy::light::ShadowFilteringMethod::Hardware2x2,
+            Shading::Standard => bevy::light::ShadowFilteringMethod::Gaussian,
+        }
+    }
+}
+
+/// The RGB pass's surfaces under [`Shading::Fast`]: Lambert diffuse and a normalised
+/// Blinn-Phong highlight under the sun, with its shadow, ambient light, distance fog and
+/// tonemapping; see `shaders/fast_lit.wgsl`.
+#[derive(Asset, TypePath, AsBindGroup, Debug, Clone)]
+pub struct FastLitMaterial {
+    /// Linear RGBA, multiplied by the mesh's vertex colours.
+    #[uniform(0)]
+    pub base_colour: Vec4,
+    /// x: highlight strength, y: Blinn-Phong exponent, z: perceptual roughness, w:
+    /// reflectance at normal incidence (for the ambient specular term).
+    #[uniform(0)]
+    pub specular: Vec4,
+}
+
+impl FastLitMaterial {
+    /// The match of a StandardMaterial with this base colour, perceptual roughness and
+    /// metallic: diffuse albedo base · (1 − metallic); Blinn-Phong exponent 2/α² − 2 for
+    /// α = roughness², and the normalised lobe's peak (n + 8)/(8π) times the reflectance
+    /// at normal incidence (4 % for dielectrics, the base colour's mean for metals).
+    pub fn new(base: Color, perceptual_roughness: f32, metallic: f32) -> Self {
+        let linear = base.to_linear();
+        let alpha = perceptual_roughness.clamp(0.089, 1.0).powi(2);
+        let exponent = (2.0 / (alpha * alpha) - 2.0).clamp(1.0, 2048.0);
+        let mean = (linear.red + linear.green + linear.blue) / 3.0;
+        let metallic = metallic.clamp(0.0, 1.0);
+        let f0 = 0.04 + (mean - 0.04) * metallic;
+        let peak = f0 * (exponent + 8.0) / (8.0 * std::f32::consts::PI);
+        let diffuse = 1.0 - metallic;
+        Self {
+            base_colour: Vec4::new(
+                linear.red * diffuse,
+                linear.green * diffuse,
+                linear.blue * diffuse,
+                linear.alpha,
+            ),
+            specular: Vec4::new(peak, exponent, perceptual_roughness.clamp(0.089, 1.0), f0),
+        }
+    }
+}
+
+/// The [`bevy::mesh::MeshTag`] that tints an instance drawn with a [`FastLitMaterial`]: linear
+/// RGB in 10 bits per channel, never 0 (0 means no tint).
+pub fn tint_tag(linear_rgb: [f32; 3]) -> u32 {
+    let [r, g, b] = linear_rgb.map(|c| (c.clamp(0.0, 1.0) * 1023.0).round() as u32);
+    (r << 20 | g << 10 | b).max(1)
+}
+
+impl Material for FastLitMaterial {
+    fn fragment_shader() -> ShaderRef {
+        FAST_LIT_SHADER.into()
+    }
+}
 
 /// Writes (class id, instance id, view depth) instead of a colour; see `shaders/label.wgsl`.
 #[derive(Asset, TypePath, AsBindGroup, Debug, Clone)]
@@ -61,13 +139,18 @@ impl Material for LabelMaterial {
     }
 }
 
-/// Registers the label shader (embedded in the binary, ready on the first frame) and material.
-pub struct LabelMaterialPlugin;
+/// Registers the label and fast-lit shaders (embedded in the binary, ready on the first
+/// frame) and materials.
+pub struct SceneMaterialsPlugin;
 
-impl Plugin for LabelMaterialPlugin {
+impl Plugin for SceneMaterialsPlugin {
     fn build(&self, app: &mut App) {
         load_internal_asset!(app, LABEL_SHADER, "shaders/label.wgsl", Shader::from_wgsl);
-        app.add_plugins(MaterialPlugin::<LabelMaterial>::default());
+        load_internal_asset!(app, FAST_LIT_SHADER, "shaders/fast_lit.wgsl", Shader::from_wgsl);
+        app.add_plugins((
+            MaterialPlugin::<LabelMaterial>::default(),
+            MaterialPlugin::<FastLitMaterial>::default(),
+        ));
     }
 }
 

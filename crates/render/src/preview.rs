@@ -20,7 +20,7 @@ use l2s_scene::{CarType, TrafficParams, Weather, sample_scene};
 
 use crate::headless::{RenderError, probe_adapter, render_plugin};
 use crate::labels::SemanticClass;
-use crate::materials::{LabelMaterialPlugin, LabelOutput, SharedAssets};
+use crate::materials::{LabelOutput, SceneMaterialsPlugin, Shading, SharedAssets};
 use crate::physics::{SettleConfig, settle_cars};
 use crate::spawn::{self, MaterialCache, SceneLayers};
 
@@ -135,7 +135,7 @@ pub fn run_preview(options: PreviewOptions) -> Result<(), PreviewError> {
             .set(render_plugin(&adapter))
             .disable::<bevy::log::LogPlugin>(),
     );
-    app.add_plugins(LabelMaterialPlugin);
+    app.add_plugins(SceneMaterialsPlugin);
     app.insert_resource(LabelOutput::Colours { opacity_percent: 55 });
     app.insert_resource(PreviewState {
         params: options.params,
@@ -164,6 +164,7 @@ fn setup(mut commands: Commands) {
         Camera { order: 0, ..default() },
         Tonemapping::AcesFitted,
         Exposure { ev100: Exposure::EV100_SUNLIGHT },
+        Shading::default().shadow_filter(),
         RenderLayers::layer(RGB_LAYER),
         Orbit { focus: Vec3::new(0.0, 0.0, 20.0), yaw: std::f32::consts::PI, pitch: -0.2, distance: 20.0 },
         SceneCamera,

@@ -6,7 +6,10 @@
 //! semantic class; each car is its own entity so it gets its own instance id.
 
 use bevy::camera::visibility::RenderLayers;
+use std::collections::HashMap;
+
 use bevy::light::NotShadowCaster;
+use bevy::mesh::MeshTag;
 use bevy::prelude::*;
 use l2s_core::SeedTree;
 use l2s_scene::{House, RoofKind, SceneDescription, Weather, WeatherState};
@@ -14,7 +17,7 @@ use rand::Rng;
 
 use crate::geometry::Geometry;
 use crate::labels::SemanticClass;
-use crate::materials::{LabelMaterial, LabelOutput, SharedAssets};
+use crate::materials::{FastLitMaterial, LabelMaterial, LabelOutput, Shading, SharedAssets, tint_tag};
 use crate::physics::CarPose;
 
 /// Road and terrain extend this far behind the camera, metres.
@@ -159,14 +162,28 @@ pub struct SceneRoot {
     pub seed: u64,
 }
 
-/// Car label materials reused from scene to scene, by instance id: bounded by the
-/// number of cars in the busiest scene. (Paint is made per car and freed with the scene.)
+/// Materials reused from scene to scene: car labels by instance id (bounded by the number
+/// of cars in the busiest scene) and fast-lit surfaces by roughness and metallic in steps
+/// of 1/256 (bounded by the few values the scenes use).
 #[derive(Resource, Debug, Default)]
 pub struct MaterialCache {
     car_labels: Vec<Handle<LabelMaterial>>,
+    fast_lit: HashMap<[u16; 2], Handle<FastLitMaterial>>,
 }
 
 impl MaterialCache {
+    /// The shared white [`FastLitMaterial`] with this roughness and metallic (in 1/256 steps).
+    fn fast_lit(&mut self, world: &mut World, roughness: f32, metallic: f32) -> Handle<FastLitMaterial> {
+        let key = [roughness, metallic].map(|v| (v.clamp(0.0, 1.0) * 256.0).round() as u16);
+        self.fast_lit
+            .entry(key)
+            .or_insert_with(|| {
+                let [r, m] = key.map(|k| f32::from(k) / 256.0);
+                world.resource_mut::<Assets<FastLitMaterial>>().add(FastLitMaterial::new(Color::WHITE, r, m))
+            })
+            .clone()
+    }
+
     fn car_label(&mut self, world: &mut World, id: u32) -> Handle<LabelMaterial> {
         while self.car_labels.len() <= id as usize {
             let next = u32::try_from(self.car_labels.len()).unwrap_or(u32::MAX);
@@ -182,6 +199,34 @@ impl MaterialCache {
     }
 }
 
+/// Gives an RGB entity its lit material in the app's [`Shading`]: base colour (times the
+/// vertex colours), perceptual roughness, metallic. `Standard` makes one per entity, freed
+/// with the scene. `Fast` shares them (see [`MaterialCache::fast_lit`]) and tints a car
+/// through its mesh tag, so the RGB pass creates no material per scene and batches its cars.
+fn insert_lit(entity: &mut EntityWorldMut, base: [f32; 3], roughness: f32, metallic: f32) {
+    let shading = entity.world().get_resource::<Shading>().copied().unwrap_or_default();
+    match shading {
+        Shading::Fast => {
+            let handle = entity.world_scope(|world| {
+                world.resource_scope(|world, mut cache: Mut<MaterialCache>| {
+                    cache.fast_lit(world, roughness, metallic)
+                })
+            });
+            entity.insert((MeshMaterial3d(handle), MeshTag(tint_tag(base))));
+        }
+        Shading::Standard => {
+            let material = StandardMaterial {
+                base_color: Color::linear_rgb(base[0], base[1], base[2]),
+                perceptual_roughness: roughness,
+                metallic,
+                ..default()
+            };
+            let handle = entity.resource_mut::<Assets<StandardMaterial>>().add(material);
+            entity.insert(MeshMaterial3d(handle));
+        }
+    }
+}
+
 /// Spawns `scene` with the car poses from physics; returns the root entity.
 pub fn spawn_scene(
     world: &mut World,
@@ -193,13 +238,6 @@ pub fn spawn_scene(
     let geometry = scene_geometry(scene);
     let wet = scene.weather.wetness as f32;
     let root = world.spawn((SceneRoot { seed: scene.seed }, Transform::IDENTITY, Visibility::Visible)).id();
-    let lit = |world: &mut World, roughness: f32| {
-        world.resource_mut::<Assets<StandardMaterial>>().add(StandardMaterial {
-            base_color: Color::WHITE,
-            perceptual_roughness: roughness,
-            ..default()
-        })
-    };
     let statics = [
         (geometry.terrain, SemanticClass::Terrain, 0.95),
         (geometry.road, SemanticClass::Road, 0.85 - 0.6 * wet),
@@ -212,10 +250,9 @@ pub fn spawn_scene(
             continue;
         }
         let mesh = world.resource_mut::<Assets<Mesh>>().add(part.into_mesh());
-        let material = lit(world, roughness);
         let caster = class == SemanticClass::Building;
-        let mut rgb =
-            world.spawn((Mesh3d(mesh.clone()), MeshMaterial3d(material), layers.rgb.clone(), ChildOf(root)));
+        let mut rgb = world.spawn((Mesh3d(mesh.clone()), layers.rgb.clone(), ChildOf(root)));
+        insert_lit(&mut rgb, [1.0; 3], roughness, 0.0);
         if !caster {
             rgb.insert(NotShadowCaster);
         }
@@ -239,21 +276,10 @@ pub fn spawn_scene(
     for (car, pose) in scene.cars.iter().zip(poses) {
         let transform = Transform::from_translation(pose.translation).with_rotation(pose.rotation);
         let mesh = shared.car_mesh(car.kind);
-        let paint = world.resource_mut::<Assets<StandardMaterial>>().add(StandardMaterial {
-            base_color: Color::linear_rgb(car.colour[0], car.colour[1], car.colour[2]),
-            perceptual_roughness: 0.35,
-            metallic: 0.2,
-            ..default()
-        });
         let label =
             world.resource_scope(|world, mut cache: Mut<MaterialCache>| cache.car_label(world, car.id));
-        world.spawn((
-            Mesh3d(mesh.clone()),
-            MeshMaterial3d(paint),
-            transform,
-            layers.rgb.clone(),
-            ChildOf(root),
-        ));
+        let mut rgb = world.spawn((Mesh3d(mesh.clone()), transform, layers.rgb.clone(), ChildOf(root)));
+        insert_lit(&mut rgb, car.colour, 0.35, 0.2);
         world.spawn((Mesh3d(mesh), MeshMaterial3d(label), transform, layers.label.clone(), ChildOf(root)));
     }
     root

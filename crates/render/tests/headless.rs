@@ -5,7 +5,7 @@
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 
-use l2s_render::{Frame, RenderSettings, Renderer, SemanticClass};
+use l2s_render::{Frame, RenderSettings, Renderer, SemanticClass, Shading};
 use l2s_scene::{SceneDescription, TrafficParams, Weather, sample_scene};
 
 static RENDERER: Mutex<Option<Renderer>> = Mutex::new(None);
@@ -189,6 +189,39 @@ fn weather_and_road_length_change_the_image() {
     };
     let (short, long) = (road_far(40.0), road_far(200.0));
     assert!(long > short + 20, "far road pixels: 40 m road {short}, 200 m road {long}");
+}
+
+#[test]
+fn fast_shading_matches_standard_shading_and_leaves_labels_alone() {
+    let _turn = renderer();
+    let settings = |shading| RenderSettings {
+        width: 96,
+        height: 64,
+        scenes_per_frame: 4,
+        shading,
+        ..RenderSettings::default()
+    };
+    let mut fast = Renderer::new(settings(Shading::Fast)).expect("renderer");
+    let mut standard = Renderer::new(settings(Shading::Standard)).expect("renderer");
+    let batch: Vec<SceneDescription> = [Weather::Clear, Weather::Overcast, Weather::Rain, Weather::Fog]
+        .into_iter()
+        .flat_map(|w| scenes(&dense(w), 20..21))
+        .collect();
+    let (a, b) = (fast.render(&batch).expect("render"), standard.render(&batch).expect("render"));
+    for (x, y) in a.iter().zip(&b) {
+        assert_eq!(x.classes, y.classes);
+        assert_eq!(x.instances, y.instances);
+        assert_eq!(x.depth, y.depth);
+        assert_eq!(x.counts, y.counts);
+        assert_ne!(x.rgb, y.rgb, "the shadings should differ in detail");
+        let mean_difference = x.rgb.iter().zip(&y.rgb).map(|(p, q)| f64::from(p.abs_diff(*q))).sum::<f64>()
+            / x.rgb.len() as f64;
+        assert!(
+            mean_difference < 12.0,
+            "{:?}: fast and standard differ by {mean_difference:.1} levels on average",
+            x.scene.weather.kind
+        );
+    }
 }
 
 #[test]

@@ -1,0 +1,89 @@
+// Fast shading of the RGB pass: Lambert diffuse plus a Blinn-Phong highlight under each
+// directional light (with its shadow), ambient sky light (Bevy's split-sum approximation,
+// diffuse and specular), then Bevy's own distance fog,
+// tonemapping and debanding. Per pixel it does a fraction of StandardMaterial's work,
+// which dominates frame time on a software rasteriser (lavapipe).
+#import bevy_pbr::{
+    forward_io::VertexOutput,
+    mesh_view_bindings::{view, lights},
+    mesh_functions::get_tag,
+    mesh_view_types::DIRECTIONAL_LIGHT_FLAGS_SHADOWS_ENABLED_BIT,
+    shadows::fetch_directional_shadow,
+    lighting::{EnvBRDFApprox, F_AB},
+}
+#import bevy_render::maths::PI
+#ifdef DISTANCE_FOG
+#import bevy_pbr::{mesh_view_bindings::fog, pbr_functions::apply_fog}
+#endif
+#ifdef TONEMAP_IN_SHADER
+#import bevy_core_pipeline::tonemapping::{tone_mapping, screen_space_dither}
+#import bevy_render::maths::powsafe
+#endif
+
+struct FastLit {
+    // Linear RGBA, multiplied by the mesh's vertex colours.
+    base_colour: vec4<f32>,
+    // x: highlight strength, y: Blinn-Phong exponent, z: perceptual roughness,
+    // w: reflectance at normal incidence.
+    specular: vec4<f32>,
+}
+
+@group(#{MATERIAL_BIND_GROUP}) @binding(0) var<uniform> material: FastLit;
+
+// What Bevy's split-sum ambient term gives a rough dielectric: about 0.45 of the albedo
+// (EnvBRDFApprox with F_AB(1, n·v)), so both shadings agree in overcast light.
+const AMBIENT_DIFFUSE: f32 = 0.45;
+
+@fragment
+fn fragment(in: VertexOutput) -> @location(0) vec4<f32> {
+    var albedo = material.base_colour;
+#ifdef VERTEX_COLORS
+    albedo = albedo * in.color;
+#endif
+    // A mesh tag tints one instance (a car's paint) without a material of its own, so that
+    // all cars share one material and batch: linear RGB, 10 bits each, 0 = no tint.
+    let tag = get_tag(in.instance_index);
+    if tag != 0u {
+        let tint = vec3(f32((tag >> 20u) & 1023u), f32((tag >> 10u) & 1023u), f32(tag & 1023u)) / 1023.0;
+        albedo = vec4(albedo.rgb * tint, albedo.a);
+    }
+    let n = normalize(in.world_normal);
+    let v = normalize(view.world_position - in.world_position.xyz);
+    let view_z = dot(vec4(
+        view.view_from_world[0].z,
+        view.view_from_world[1].z,
+        view.view_from_world[2].z,
+        view.view_from_world[3].z,
+    ), in.world_position);
+    // Ambient sky light, diffuse and specular (the latter lights up a wet road), as Bevy's.
+    let n_dot_v = max(dot(n, v), 0.0001);
+    let ambient_specular = EnvBRDFApprox(vec3(material.specular.w), F_AB(material.specular.z, n_dot_v));
+    var light = (albedo.rgb * AMBIENT_DIFFUSE + ambient_specular) * lights.ambient_color.rgb;
+    for (var i = 0u; i < lights.n_directional_lights; i = i + 1u) {
+        let sun = &lights.directional_lights[i];
+        let l = (*sun).direction_to_light;
+        let n_dot_l = max(dot(n, l), 0.0);
+        if n_dot_l <= 0.0 {
+            continue;
+        }
+        var shadow = 1.0;
+        if ((*sun).flags & DIRECTIONAL_LIGHT_FLAGS_SHADOWS_ENABLED_BIT) != 0u {
+            shadow = fetch_directional_shadow(i, in.world_position, n, view_z, in.position.xy);
+        }
+        let highlight = material.specular.x * pow(max(dot(n, normalize(l + v)), 0.0), material.specular.y);
+        light += (albedo.rgb / PI + vec3(highlight)) * (*sun).color.rgb * (n_dot_l * shadow);
+    }
+    var colour = vec4(light * view.exposure, albedo.a);
+#ifdef DISTANCE_FOG
+    colour = apply_fog(fog, colour, in.world_position.xyz, view.world_position.xyz, in.position.xy);
+#endif
+#ifdef TONEMAP_IN_SHADER
+    colour = tone_mapping(colour, view.color_grading);
+#ifdef DEBAND_DITHER
+    // As Bevy's PBR shader: dither in gamma space, back to linear for the sRGB target.
+    let dithered = powsafe(colour.rgb, 1.0 / 2.2) + screen_space_dither(in.position.xy);
+    colour = vec4(powsafe(dithered, 2.2), colour.a);
+#endif
+#endif
+    return colour;
+}
