@@ -49,3 +49,43 @@ pub fn run(options: &RunOptions) -> anyhow::Result<StudySummary> {
         ExperimentConfig::Segmentation(c) => Ok(run_traffic_experiment(Task::Segmentation, c, options)?),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every shipped config loads and validates, so a renamed field or a moved bound never
+    /// reaches a user as an error on their first run.
+    #[test]
+    fn shipped_configs_load_and_validate() {
+        let configs = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs");
+        let ron_files = |dir: &Path| -> Vec<PathBuf> {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+                .expect("configs folder")
+                .map(|entry| entry.expect("directory entry").path())
+                .filter(|path| path.extension().is_some_and(|e| e == "ron"))
+                .collect();
+            files.sort();
+            files
+        };
+        let experiments = ron_files(&configs);
+        for path in &experiments {
+            let loaded = if path.ends_with("render.ron") {
+                l2s_core::load_ron::<l2s_render::DatasetConfig>(path).map(drop)
+            } else {
+                l2s_core::load_ron::<ExperimentConfig>(path).map(drop)
+            };
+            loaded.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+        let targets = ron_files(&configs.join("targets"));
+        for path in &targets {
+            let loaded = if path.ends_with("toy_gmm.ron") {
+                l2s_core::load_ron::<l2s_toy::Mixture>(path).map(drop)
+            } else {
+                l2s_core::load_ron::<l2s_traffic::Target>(path).map(drop)
+            };
+            loaded.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        }
+        assert!(experiments.len() >= 6 && targets.len() >= 2, "{experiments:?} {targets:?}");
+    }
+}
