@@ -17,7 +17,7 @@ const FAST_LIT_SHADER: Handle<Shader> = uuid_handle!("3c9e27a4-5f1b-4d86-b0a2-71
 /// How the RGB image is lit. Labels are the same either way.
 #[derive(Resource, Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Shading {
-    /// [`FastLitMaterial`] and hardware 2x2 shadow filtering: about 2.5x the labelled
+    /// [`FastLitMaterial`] and hardware 2x2 shadow filtering: about 1.7x the labelled
     /// frames/s of `Standard` at 256x256 on lavapipe (BENCHMARKS.md).
     #[default]
     Fast,
