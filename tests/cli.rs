@@ -341,15 +341,24 @@ fn tiny_traffic_config(dir: &Path, name: &str) -> PathBuf {
         .replace("iterations: 15", "iterations: 3")
         .replace("iterations: 12", "iterations: 3")
         .replace("iterations: 8", "iterations: 3")
+        .replace("samples_per_iteration: 8", "samples_per_iteration: 2")
         .replace("samples_per_iteration: 6", "samples_per_iteration: 2")
         .replace("samples_per_iteration: 5", "samples_per_iteration: 2")
         .replace("samples_per_iteration: 4", "samples_per_iteration: 2")
         .replace("seeds: 5", "seeds: 1")
+        .replace("final_trainings: 16", "final_trainings: 1")
         .replace("final_trainings: 3", "final_trainings: 1")
         .replace("final_trainings: 2", "final_trainings: 1");
     // A shipped config changed so that a replacement no longer applies: the test would
     // silently run at full size.
-    for tiny in ["width: 32", "train_samples: 6", "iterations: 3", "samples_per_iteration: 2", "seeds: 1"] {
+    for tiny in [
+        "width: 32",
+        "train_samples: 6",
+        "iterations: 3",
+        "samples_per_iteration: 2",
+        "seeds: 1",
+        "final_trainings: 1",
+    ] {
         assert!(text.contains(tiny), "{name} no longer shrinks to `{tiny}`: update tiny_traffic_config");
     }
     std::fs::create_dir_all(dir.join("targets")).expect("targets dir");
