@@ -57,7 +57,8 @@ impl FastLitMaterial {
     /// at normal incidence (4 % for dielectrics, the base colour's mean for metals).
     pub fn new(base: Color, perceptual_roughness: f32, metallic: f32) -> Self {
         let linear = base.to_linear();
-        let alpha = perceptual_roughness.clamp(0.089, 1.0).powi(2);
+        let perceptual_roughness = perceptual_roughness.clamp(0.089, 1.0);
+        let alpha = perceptual_roughness.powi(2);
         let exponent = (2.0 / (alpha * alpha) - 2.0).clamp(1.0, 2048.0);
         let mean = (linear.red + linear.green + linear.blue) / 3.0;
         let metallic = metallic.clamp(0.0, 1.0);
@@ -71,7 +72,7 @@ impl FastLitMaterial {
                 linear.blue * diffuse,
                 linear.alpha,
             ),
-            specular: Vec4::new(peak, exponent, perceptual_roughness.clamp(0.089, 1.0), f0),
+            specular: Vec4::new(peak, exponent, perceptual_roughness, f0),
         }
     }
 }
