@@ -58,7 +58,10 @@ impl ReferenceCnn {
 }
 
 /// One epoch of the reference network over `data` in batches of [`BATCH`].
-fn reference_epoch(mut model: ReferenceCnn, data: &Dataset, device: &Device, gemm: bool) -> ReferenceCnn {
+/// The model is forked first, as `l2s_train`'s training loop does, so that concurrent
+/// trainings of clones of one model do not share autodiff nodes.
+fn reference_epoch(model: ReferenceCnn, data: &Dataset, device: &Device, gemm: bool) -> ReferenceCnn {
+    let mut model = model.fork(device);
     let mut optimiser = AdamConfig::new().init();
     let indices: Vec<usize> = (0..data.len()).collect();
     for batch in indices.chunks(BATCH) {

@@ -5,14 +5,19 @@
 //! backend the separate operations cost a layout change to NHWC and back, a bias pass, a
 //! ReLU pass each way, and burn's generic weight gradient (a convolution with the output
 //! gradient as a dilated kernel: GEMMs with a huge inner and tiny outer dimensions); see
-//! BENCHMARKS.md. Here, per image `b` with `col_b[Ci·kh·kw, Ho·Wo]` its im2col:
-//! - forward: `Y_b = relu(W · col_b + bias)`, bias and ReLU applied in the GEMM's output;
-//! - backward, with `G_b = dY_b ⊙ [Y_b > 0]`: `dW = Σ_b G_b · col_bᵀ`, `dbias = Σ_b G_b · 1`,
-//!   `dX_b = col2im(Wᵀ · G_b)`,
+//! BENCHMARKS.md. Here activations are NHWC (exposed to burn as NCHW views, so a chain of
+//! these layers never transposes), and for a block of output positions with `col[rows ×
+//! kh·kw·Ci]` its im2col (each kernel row's taps one run of NHWC input):
+//! - forward: `Y = relu(col · Wᵀ + bias)`, `Y[rows × Co]` being the NHWC output itself;
+//! - backward, with `G = dY ⊙ [Y > 0]`: `dW = Σ Gᵀ · col`, `dbias = Σ G`,
+//!   `dX = col2im(G · W)`,
 //!
-//! with the `gemm` crate flex itself uses, images in parallel on rayon. GPU backends keep
-//! burn's kernels (the trait's default bodies).
+//! with the `gemm` crate flex itself uses, blocks of whole images in parallel on rayon.
+//! Strided layers keep their forward im2col for the backward (it is at most 2.25 times
+//! their input). GPU backends keep burn's kernels (the trait's default bodies).
 
+use std::borrow::Cow;
+use std::cell::Cell;
 use std::ops::Range;
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
@@ -44,6 +49,17 @@ pub trait ConvReluBackend: Backend {
         burn_conv2d_relu::<Self>(x, weight, bias, options)
     }
 
+    /// [`ConvReluBackend::conv2d_relu`] on the way to a backward pass: also returns what
+    /// the backward can reuse, if anything (the CPU's im2col of strided layers).
+    fn conv2d_relu_for_backward(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        options: ConvOptions<2>,
+    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
+        (Self::conv2d_relu(x, weight, bias, options), None)
+    }
+
     /// The gradients of [`ConvReluBackend::conv2d_relu`] for the gradient `output_grad` of
     /// its `output`; the input's only when `input_grad`.
     fn conv2d_relu_backward(
@@ -56,6 +72,23 @@ pub trait ConvReluBackend: Backend {
         input_grad: bool,
     ) -> (Option<FloatTensor<Self>>, FloatTensor<Self>, FloatTensor<Self>) {
         burn_conv2d_relu_backward::<Self>(x, weight, bias, output, output_grad, options, input_grad)
+    }
+
+    /// [`ConvReluBackend::conv2d_relu_backward`] with what
+    /// [`ConvReluBackend::conv2d_relu_for_backward`] `kept`.
+    #[allow(clippy::too_many_arguments)]
+    fn conv2d_relu_backward_kept(
+        x: FloatTensor<Self>,
+        weight: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
+        output: FloatTensor<Self>,
+        kept: FloatTensor<Self>,
+        output_grad: FloatTensor<Self>,
+        options: ConvOptions<2>,
+        input_grad: bool,
+    ) -> (Option<FloatTensor<Self>>, FloatTensor<Self>, FloatTensor<Self>) {
+        let _ = kept;
+        Self::conv2d_relu_backward(x, weight, bias, output, output_grad, options, input_grad)
     }
 }
 
@@ -95,17 +128,16 @@ impl ConvReluBackend for Flex {
         bias: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        let Some(geometry) = Geometry::of(&x, &weight, &options) else {
-            return burn_conv2d_relu::<Self>(x, weight, bias, options);
-        };
-        let (x, weight, bias) = (x.to_contiguous(), weight.to_contiguous(), bias.to_contiguous());
-        match (x.as_slice::<f32>(), weight.as_slice::<f32>(), bias.as_slice::<f32>()) {
-            (Some(xs), Some(ws), Some(bs)) if bs.len() == geometry.channels_out => {
-                let output = geometry.forward(xs, ws, bs);
-                FlexTensor::from_data(TensorData::new(output, geometry.output_shape()))
-            }
-            _ => burn_conv2d_relu::<Self>(x, weight, bias, options),
-        }
+        flex_forward(x, weight, bias, options, false).0
+    }
+
+    fn conv2d_relu_for_backward(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        options: ConvOptions<2>,
+    ) -> (FlexTensor, Option<FlexTensor>) {
+        flex_forward(x, weight, bias, options, true)
     }
 
     fn conv2d_relu_backward(
@@ -117,40 +149,122 @@ impl ConvReluBackend for Flex {
         options: ConvOptions<2>,
         input_grad: bool,
     ) -> ConvReluGrads<Self> {
-        let fallback = |x, weight, bias, output, output_grad, options| {
-            burn_conv2d_relu_backward::<Self>(x, weight, bias, output, output_grad, options, input_grad)
-        };
-        let Some(geometry) = Geometry::of(&x, &weight, &options) else {
-            return fallback(x, weight, bias, output, output_grad, options);
-        };
-        let [x, weight, output, output_grad] = [x, weight, output, output_grad].map(|t| t.to_contiguous());
-        let slices = (
-            x.as_slice::<f32>(),
-            weight.as_slice::<f32>(),
-            output.as_slice::<f32>(),
-            output_grad.as_slice::<f32>(),
-        );
-        match slices {
-            (Some(xs), Some(ws), Some(ys), Some(gs))
-                if ys.len() == gs.len() && ys.len() == geometry.outputs() =>
-            {
-                let grads = geometry.backward(xs, ws, ys, gs, input_grad);
-                (
-                    grads.input.map(|dx| FlexTensor::from_data(TensorData::new(dx, x.shape()))),
-                    FlexTensor::from_data(TensorData::new(grads.weight, weight.shape())),
-                    FlexTensor::from_data(TensorData::new(grads.bias, [geometry.channels_out])),
-                )
-            }
-            _ => fallback(x, weight, bias, output, output_grad, options),
-        }
+        flex_backward(x, weight, bias, output, None, output_grad, options, input_grad)
+    }
+
+    fn conv2d_relu_backward_kept(
+        x: FlexTensor,
+        weight: FlexTensor,
+        bias: FlexTensor,
+        output: FlexTensor,
+        kept: FlexTensor,
+        output_grad: FlexTensor,
+        options: ConvOptions<2>,
+        input_grad: bool,
+    ) -> ConvReluGrads<Self> {
+        flex_backward(x, weight, bias, output, Some(kept), output_grad, options, input_grad)
     }
 }
 
-/// Images per unit of parallel work in the backward pass. Fixed, not derived from the
-/// thread count, so that the partial sums of the weight and bias gradients and their
-/// order, and so the result to the last bit, are the same on any pool (concurrent
-/// trainings must match sequential ones).
-const IMAGES_PER_TASK: usize = 4;
+/// The CPU backward, with the forward's im2col where it was `kept`.
+#[allow(clippy::too_many_arguments)]
+fn flex_backward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: FlexTensor,
+    output: FlexTensor,
+    kept: Option<FlexTensor>,
+    output_grad: FlexTensor,
+    options: ConvOptions<2>,
+    input_grad: bool,
+) -> ConvReluGrads<Flex> {
+    let geometry = Geometry::of(&x, &weight, &options)
+        .filter(|g| output.shape().dims::<4>() == g.output_shape() && output_grad.shape() == output.shape());
+    let weight = weight.to_contiguous();
+    let (Some(geometry), Some(ws)) = (geometry, weight.as_slice::<f32>()) else {
+        return burn_conv2d_relu_backward::<Flex>(x, weight, bias, output, output_grad, options, input_grad);
+    };
+    let columns_len = geometry.batch * geometry.positions() * geometry.depth();
+    let columns = kept.as_ref().and_then(|kept| kept.as_slice::<f32>()).filter(|c| c.len() == columns_len);
+    let inputs = BackwardInputs {
+        x: &nhwc_values(&x),
+        weight: &geometry.weight_to_taps(ws),
+        y: &nhwc_values(&output),
+        dy: &nhwc_values(&output_grad),
+        columns,
+    };
+    let grads = geometry.backward(inputs, input_grad);
+    (
+        grads.input.map(|dx| nhwc_tensor(dx, x.shape().dims::<4>())),
+        FlexTensor::from_data(TensorData::new(geometry.weight_from_taps(&grads.weight), weight.shape())),
+        FlexTensor::from_data(TensorData::new(grads.bias, [geometry.channels_out])),
+    )
+}
+
+/// The CPU forward: output, and the im2col where `for_backward` and the layer keeps it
+/// ([`Geometry::keeps_columns`]).
+fn flex_forward(
+    x: FlexTensor,
+    weight: FlexTensor,
+    bias: FlexTensor,
+    options: ConvOptions<2>,
+    for_backward: bool,
+) -> (FlexTensor, Option<FlexTensor>) {
+    let Some(geometry) = Geometry::of(&x, &weight, &options) else {
+        return (burn_conv2d_relu::<Flex>(x, weight, bias, options), None);
+    };
+    let (weight, bias) = (weight.to_contiguous(), bias.to_contiguous());
+    match (weight.as_slice::<f32>(), bias.as_slice::<f32>()) {
+        (Some(ws), Some(bs)) if bs.len() == geometry.channels_out => {
+            let keep = for_backward && geometry.keeps_columns();
+            let (output, columns) =
+                geometry.forward(&nhwc_values(&x), &geometry.weight_to_taps(ws), bs, keep);
+            let rows = geometry.batch * geometry.positions();
+            let columns = columns
+                .map(|columns| FlexTensor::from_data(TensorData::new(columns, [rows, geometry.depth()])));
+            (nhwc_tensor(output, geometry.output_shape()), columns)
+        }
+        _ => (burn_conv2d_relu::<Flex>(x, weight, bias, options), None),
+    }
+}
+
+/// The values of an f32 NCHW tensor in NHWC order: borrowed when they already lie that
+/// way (this module's outputs and input gradients are NHWC data under an NCHW view),
+/// else copied out.
+fn nhwc_values(tensor: &FlexTensor) -> Cow<'_, [f32]> {
+    let [batch, channels, height, width] = tensor.shape().dims::<4>();
+    let len = batch * channels * height * width;
+    let layout = tensor.layout();
+    let nhwc_strides = [height * width * channels, 1, width * channels, channels];
+    let is_nhwc = (0..4).all(|d| layout.shape()[d] <= 1 || layout.strides()[d] == nhwc_strides[d] as isize);
+    let storage = tensor.storage::<f32>();
+    if is_nhwc && layout.start_offset() + len <= storage.len() {
+        return Cow::Borrowed(&storage[layout.start_offset()..][..len]);
+    }
+    let contiguous = tensor.to_contiguous();
+    let nchw = contiguous.as_slice::<f32>().expect("a contiguous f32 tensor has a slice");
+    let (plane, mut nhwc) = (height * width, vec![0f32; len]);
+    for (dst, src) in nhwc.chunks_exact_mut(channels * plane).zip(nchw.chunks_exact(channels * plane)) {
+        for (c, src) in src.chunks_exact(plane).enumerate() {
+            dst[c..].iter_mut().step_by(channels).zip(src).for_each(|(d, s)| *d = *s);
+        }
+    }
+    Cow::Owned(nhwc)
+}
+
+/// NHWC `values` as a tensor of NCHW `shape` (a permuted view, no copy).
+fn nhwc_tensor(values: Vec<f32>, [batch, channels, height, width]: [usize; 4]) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, [batch, height, width, channels])).permute(&[0, 3, 1, 2])
+}
+
+/// Output positions per unit of parallel work: whole images are grouped until a task
+/// holds about this many. Fixed by the shapes, never by the thread count, so that the
+/// weight and bias gradients' partial sums and their order, and so the result to the last
+/// bit, are the same on any pool (concurrent trainings must match sequential ones).
+const POSITIONS_PER_TASK: usize = 512;
+
+/// Most im2col values built at once (1 MiB), so that large images' columns stay in cache.
+const COLUMN_CHUNK: usize = 1 << 18;
 
 /// One convolution's shapes (NCHW input, OIHW weight) and options, for the GEMM path.
 #[derive(Clone, Copy, Debug)]
@@ -167,7 +281,8 @@ struct Geometry {
     padding: [usize; 2],
 }
 
-/// The weight, bias and (when asked for) input gradients of one convolution + ReLU.
+/// The weight, bias and (when asked for) input gradients of one convolution + ReLU; the
+/// weight in taps-major order (see [`Geometry::weight_to_taps`]), the input NHWC.
 struct Grads {
     input: Option<Vec<f32>>,
     weight: Vec<f32>,
@@ -206,12 +321,14 @@ impl Geometry {
         (nonzero.iter().all(|&n| n > 0) && geometry.stride.iter().all(|&s| s > 0)).then_some(geometry)
     }
 
-    /// Rows of an image's im2col matrix: `channels_in · kernel_h · kernel_w`.
-    fn rows(&self) -> usize {
-        self.channels_in * self.kernel[0] * self.kernel[1]
+    /// Values of one output position's im2col row: `kernel_h · kernel_w · channels_in`,
+    /// ordered (kernel row, kernel column, channel) so that a kernel row's taps are one
+    /// run of NHWC input where the dilation is 1.
+    fn depth(&self) -> usize {
+        self.kernel[0] * self.kernel[1] * self.channels_in
     }
 
-    /// Output positions per image (the im2col matrix's columns): `height_out · width_out`.
+    /// Output positions per image: `height_out · width_out`.
     fn positions(&self) -> usize {
         self.output[0] * self.output[1]
     }
@@ -220,189 +337,338 @@ impl Geometry {
         self.channels_in * self.height * self.width
     }
 
-    fn output_len(&self) -> usize {
-        self.channels_out * self.positions()
-    }
-
-    fn outputs(&self) -> usize {
-        self.batch * self.output_len()
-    }
-
     fn output_shape(&self) -> [usize; 4] {
         [self.batch, self.channels_out, self.output[0], self.output[1]]
     }
 
-    /// The output positions along `axis` whose kernel tap `tap` lands inside the image,
-    /// and the input index of the first of them.
-    fn taps(&self, axis: usize, tap: usize) -> (Range<usize>, usize) {
-        let size = [self.height, self.width][axis];
-        let (stride, offset) = (self.stride[axis], tap * self.dilation[axis]);
-        // input index = position · stride + offset − padding, wanted in 0..size
-        let first = self.padding[axis].saturating_sub(offset).div_ceil(stride);
-        let end = (size + self.padding[axis]).saturating_sub(offset).div_ceil(stride).min(self.output[axis]);
-        let first = first.min(end);
-        (first..end, (first * stride + offset).saturating_sub(self.padding[axis]))
+    /// Images per task (see [`POSITIONS_PER_TASK`]).
+    fn images_per_task(&self) -> usize {
+        (POSITIONS_PER_TASK / self.positions()).max(1)
     }
 
-    /// Calls `visit(row of col, input plane, output rows, output columns, first input
-    /// index)` for each im2col row, in order.
-    fn for_each_tap(
-        &self,
-        mut visit: impl FnMut(usize, usize, (Range<usize>, usize), (Range<usize>, usize)),
-    ) {
-        for c in 0..self.channels_in {
+    /// Output positions whose im2col rows are built at once (see [`COLUMN_CHUNK`]).
+    fn chunk_rows(&self) -> usize {
+        (COLUMN_CHUNK / self.depth()).max(1)
+    }
+
+    /// The tasks' output positions (rows of the batch's NHWC output), in order.
+    fn tasks(&self) -> impl Iterator<Item = Range<usize>> + '_ {
+        let rows = self.images_per_task() * self.positions();
+        (0..self.batch.div_ceil(self.images_per_task()))
+            .map(move |t| t * rows..((t + 1) * rows).min(self.batch * self.positions()))
+    }
+
+    /// `rows` in chunks of at most [`Geometry::chunk_rows`].
+    fn chunks(&self, rows: Range<usize>) -> impl Iterator<Item = Range<usize>> {
+        let size = self.chunk_rows();
+        rows.clone().step_by(size).map(move |start| start..(start + size).min(rows.end))
+    }
+
+    /// OIHW weight → `[channels_out × depth]` in im2col order.
+    fn weight_to_taps(&self, weight: &[f32]) -> Vec<f32> {
+        let (taps, ci) = (self.kernel[0] * self.kernel[1], self.channels_in);
+        let mut out = vec![0f32; weight.len()];
+        for (dst, src) in out.chunks_exact_mut(taps * ci).zip(weight.chunks_exact(taps * ci)) {
+            for (c, plane) in src.chunks_exact(taps).enumerate() {
+                dst[c..].iter_mut().step_by(ci).zip(plane).for_each(|(d, s)| *d = *s);
+            }
+        }
+        out
+    }
+
+    /// The inverse of [`Geometry::weight_to_taps`].
+    fn weight_from_taps(&self, taps_major: &[f32]) -> Vec<f32> {
+        let (taps, ci) = (self.kernel[0] * self.kernel[1], self.channels_in);
+        let mut out = vec![0f32; taps_major.len()];
+        for (dst, src) in out.chunks_exact_mut(taps * ci).zip(taps_major.chunks_exact(taps * ci)) {
+            for (c, plane) in dst.chunks_exact_mut(taps).enumerate() {
+                plane.iter_mut().zip(src[c..].iter().step_by(ci)).for_each(|(d, s)| *d = *s);
+            }
+        }
+        out
+    }
+
+    /// The taps `0..kernel` of output index `o` along an axis of `size` inputs that land
+    /// inside, and the input index of the first of them.
+    #[inline(always)]
+    fn taps(
+        o: usize,
+        size: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+        padding: usize,
+    ) -> (Range<usize>, usize) {
+        // input index = o · stride + tap · dilation − padding, wanted in 0..size
+        let origin = o * stride;
+        let first = padding.saturating_sub(origin).div_ceil(dilation);
+        let end = (size + padding).saturating_sub(origin).div_ceil(dilation).min(kernel);
+        let first = first.min(end);
+        (first..end, (origin + first * dilation).saturating_sub(padding))
+    }
+
+    /// The output positions `rows` as runs along output rows: (index in `rows` of the
+    /// run's first position, image, output row, output columns).
+    fn lines(&self, rows: Range<usize>) -> impl Iterator<Item = (usize, usize, usize, Range<usize>)> + '_ {
+        let (p, wo) = (self.positions(), self.output[1]);
+        let mut next = rows.start;
+        std::iter::from_fn(move || {
+            (next < rows.end).then(|| {
+                let (image, position) = (next / p, next % p);
+                let (oy, ox) = (position / wo, position % wo);
+                let len = (wo - ox).min(rows.end - next);
+                let line = (next - rows.start, image, oy, ox..ox + len);
+                next += len;
+                line
+            })
+        })
+    }
+
+    /// For each output index along `axis`: the kernel taps that land inside the image and
+    /// the input index of the first of them.
+    fn axis_taps(&self, axis: usize) -> Vec<(Range<usize>, usize)> {
+        let size = [self.height, self.width][axis];
+        (0..self.output[axis])
+            .map(|o| {
+                Self::taps(
+                    o,
+                    size,
+                    self.kernel[axis],
+                    self.stride[axis],
+                    self.dilation[axis],
+                    self.padding[axis],
+                )
+            })
+            .collect()
+    }
+
+    /// `col[rows × depth]` = the im2col of the NHWC batch `x` for output positions `rows`
+    /// (zero where a tap lies in the padding).
+    fn im2col(&self, x: &[f32], rows: Range<usize>, col: &mut [f32]) {
+        let (k, kw, ci, dw) = (self.depth(), self.kernel[1], self.channels_in, self.dilation[1]);
+        let (segment, line_len) = (kw * ci, self.width * ci);
+        let (row_taps, column_taps) = (self.axis_taps(0), self.axis_taps(1));
+        for (n0, image, oy, columns) in self.lines(rows) {
+            let image = &x[image * self.image_len()..][..self.image_len()];
+            let (inside, y0) = &row_taps[oy];
             for i in 0..self.kernel[0] {
-                let rows = self.taps(0, i);
-                for j in 0..self.kernel[1] {
-                    visit((c * self.kernel[0] + i) * self.kernel[1] + j, c, rows.clone(), self.taps(1, j));
+                let offset = i * segment;
+                if !inside.contains(&i) {
+                    for n in n0..n0 + columns.len() {
+                        col[n * k + offset..][..segment].fill(0.0);
+                    }
+                    continue;
+                }
+                let line = &image[(y0 + (i - inside.start) * self.dilation[0]) * line_len..][..line_len];
+                for (n, ox) in (n0..).zip(columns.clone()) {
+                    let dst = &mut col[n * k + offset..][..segment];
+                    let (taps, x0) = &column_taps[ox];
+                    if taps.len() == kw && dw == 1 {
+                        copy(dst, &line[x0 * ci..][..segment]);
+                        continue;
+                    }
+                    dst[..taps.start * ci].fill(0.0);
+                    dst[taps.end * ci..].fill(0.0);
+                    for (m, j) in taps.clone().enumerate() {
+                        copy(&mut dst[j * ci..][..ci], &line[(x0 + m * dw) * ci..][..ci]);
+                    }
                 }
             }
         }
     }
 
-    /// `col[rows × positions]` = the im2col of one image (zero where a tap overhangs).
-    fn im2col(&self, image: &[f32], col: &mut [f32]) {
-        let (p, wo, plane) = (self.positions(), self.output[1], self.height * self.width);
-        let [stride_h, stride_w] = self.stride;
-        self.for_each_tap(|row, c, (ys, y0), (xs, x0)| {
-            let row = &mut col[row * p..][..p];
-            let plane = &image[c * plane..][..plane];
-            row[..ys.start * wo].fill(0.0);
-            row[ys.end * wo..].fill(0.0);
-            for (n, oy) in ys.enumerate() {
-                let dst = &mut row[oy * wo..][..wo];
-                dst[..xs.start].fill(0.0);
-                dst[xs.end..].fill(0.0);
-                gather(&mut dst[xs.clone()], &plane[(y0 + n * stride_h) * self.width + x0..], stride_w);
-            }
-        });
-    }
-
-    /// `image += col2im(col)`: the adjoint of [`Geometry::im2col`].
-    fn col2im(&self, col: &[f32], image: &mut [f32]) {
-        let (p, wo, plane) = (self.positions(), self.output[1], self.height * self.width);
-        let [stride_h, stride_w] = self.stride;
-        self.for_each_tap(|row, c, (ys, y0), (xs, x0)| {
-            let row = &col[row * p..][..p];
-            let plane = &mut image[c * plane..][..plane];
-            for (n, oy) in ys.enumerate() {
-                scatter_add(
-                    &mut plane[(y0 + n * stride_h) * self.width + x0..],
-                    &row[oy * wo..][xs.clone()],
-                    stride_w,
-                );
-            }
-        });
-    }
-
-    /// `relu(W · col_b + bias)` for every image, images in parallel.
-    fn forward(&self, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
-        let (k, p) = (self.rows(), self.positions());
-        let mut output = vec![0f32; self.outputs()];
-        output.par_chunks_mut(self.output_len()).zip(x.par_chunks(self.image_len())).for_each_init(
-            || vec![0f32; k * p],
-            |col, (y, image)| {
-                self.im2col(image, col);
-                for (row, b) in y.chunks_mut(p).zip(bias) {
-                    row.fill(*b);
+    /// `dx += col2im(col)` for output positions `rows`, the adjoint of
+    /// [`Geometry::im2col`]; `dx` holds the NHWC images from `first_image` on.
+    fn col2im(&self, col: &[f32], rows: Range<usize>, dx: &mut [f32], first_image: usize) {
+        let (k, kw, ci, dw) = (self.depth(), self.kernel[1], self.channels_in, self.dilation[1]);
+        let (segment, line_len) = (kw * ci, self.width * ci);
+        let (row_taps, column_taps) = (self.axis_taps(0), self.axis_taps(1));
+        for (n0, image, oy, columns) in self.lines(rows) {
+            let image = &mut dx[(image - first_image) * self.image_len()..][..self.image_len()];
+            let (inside, y0) = &row_taps[oy];
+            for i in inside.clone() {
+                let offset = i * segment;
+                let y = y0 + (i - inside.start) * self.dilation[0];
+                let line = &mut image[y * line_len..][..line_len];
+                for (n, ox) in (n0..).zip(columns.clone()) {
+                    let src = &col[n * k + offset..][..segment];
+                    let (taps, x0) = &column_taps[ox];
+                    if dw == 1 {
+                        let run = taps.len() * ci;
+                        add_assign(&mut line[x0 * ci..][..run], &src[taps.start * ci..][..run]);
+                    } else {
+                        for (m, j) in taps.clone().enumerate() {
+                            add_assign(&mut line[(x0 + m * dw) * ci..][..ci], &src[j * ci..][..ci]);
+                        }
+                    }
                 }
-                // Y_b[co × p] = (col_bᵀ[p × k] · Wᵀ[k × co])ᵀ: the big operand col_bᵀ is then
-                // column-major, which gemm reads without packing it.
-                let col_t = Matrix { data: col, rows: p, cols: k, row_stride: 1, col_stride: p };
-                let w_t =
-                    Matrix { data: weight, rows: k, cols: self.channels_out, row_stride: 1, col_stride: k };
-                gemm_into(y, Store::Columns, col_t, w_t, true);
-                y.iter_mut().for_each(|v| *v = v.max(0.0));
-            },
-        );
-        output
+            }
+        }
     }
 
-    /// The gradients for output `y` and its gradient `dy`; tasks of [`IMAGES_PER_TASK`]
-    /// images each sum their own weight and bias gradients, added in task order.
-    fn backward(&self, x: &[f32], weight: &[f32], y: &[f32], dy: &[f32], input_grad: bool) -> Grads {
-        let (k, p, co) = (self.rows(), self.positions(), self.channels_out);
+    /// Whether the forward keeps its im2col for the backward: where the columns are at
+    /// most three times the input (strided layers; a 3x3 stride-1 layer's are nine times).
+    fn keeps_columns(&self) -> bool {
+        self.depth() * self.positions() <= 3 * self.image_len()
+    }
+
+    /// `relu(col · Wᵀ + bias)` for every output position of the NHWC batch `x`, with
+    /// `weight` `[channels_out × depth]` in im2col order: NHWC output, and the im2col
+    /// `[positions × depth]` of the whole batch when `keep_columns`.
+    fn forward(
+        &self,
+        x: &[f32],
+        weight: &[f32],
+        bias: &[f32],
+        keep_columns: bool,
+    ) -> (Vec<f32>, Option<Vec<f32>>) {
+        let (k, co) = (self.depth(), self.channels_out);
+        let rows_per_task = self.images_per_task() * self.positions();
+        let mut output = vec![0f32; self.batch * self.positions() * co];
+        let mut columns = keep_columns.then(|| vec![0f32; self.batch * self.positions() * k]);
+        let tasks: Vec<_> = self.tasks().collect();
+        let kept: Vec<Option<&mut [f32]>> = match columns.as_mut() {
+            Some(columns) => columns.chunks_mut(rows_per_task * k).map(Some).collect(),
+            None => tasks.iter().map(|_| None).collect(),
+        };
+        output.par_chunks_mut(rows_per_task * co).zip(tasks).zip(kept).for_each(|((y, task), mut kept)| {
+            let scratch = if kept.is_some() { 0 } else { self.chunk_rows().min(task.len()) * k };
+            with_scratch(scratch, 0, |scratch, _| {
+                for rows in self.chunks(task.clone()) {
+                    let col = match kept.as_deref_mut() {
+                        Some(kept) => &mut kept[(rows.start - task.start) * k..][..rows.len() * k],
+                        None => &mut scratch[..rows.len() * k],
+                    };
+                    let y = &mut y[(rows.start - task.start) * co..][..rows.len() * co];
+                    self.im2col(x, rows.clone(), col);
+                    // Y[rows × co] = col[rows × k] · Wᵀ[k × co]
+                    let w_t = Matrix { data: weight, rows: k, cols: co, row_stride: 1, col_stride: k };
+                    gemm_into(y, Matrix::row_major(col, rows.len(), k), w_t, false);
+                    for values in y.chunks_exact_mut(co) {
+                        values.iter_mut().zip(bias).for_each(|(v, b)| *v = (*v + b).max(0.0));
+                    }
+                }
+            })
+        });
+        (output, columns)
+    }
+
+    /// The gradients for the NHWC output `y` and its gradient `dy`, with the forward's
+    /// im2col `columns` where it kept them; each task sums its own weight and bias
+    /// gradients, added in task order.
+    fn backward(&self, inputs: BackwardInputs, input_grad: bool) -> Grads {
+        let BackwardInputs { x, weight, y, dy, columns } = inputs;
+        let (k, co) = (self.depth(), self.channels_out);
         let mut dx = if input_grad { vec![0f32; self.batch * self.image_len()] } else { Vec::new() };
-        let tasks = self.batch.div_ceil(IMAGES_PER_TASK);
+        let tasks: Vec<_> = self.tasks().collect();
         let slots: Vec<Option<&mut [f32]>> = if input_grad {
-            dx.chunks_mut(IMAGES_PER_TASK * self.image_len()).map(Some).collect()
+            dx.chunks_mut(self.images_per_task() * self.image_len()).map(Some).collect()
         } else {
-            (0..tasks).map(|_| None).collect()
+            tasks.iter().map(|_| None).collect()
         };
         let partials: Vec<(Vec<f32>, Vec<f32>)> = slots
             .into_par_iter()
-            .enumerate()
-            .map_init(
-                || (vec![0f32; k * p], vec![0f32; co * p]),
-                |(col, g), (task, mut dx)| {
+            .zip(tasks)
+            .map(|(mut dx, task)| {
+                let chunk = self.chunk_rows().min(task.len());
+                with_scratch(chunk * k, chunk * co, |scratch, g| {
                     let (mut dw, mut db) = (vec![0f32; co * k], vec![0f32; co]);
-                    let images = task * IMAGES_PER_TASK..((task + 1) * IMAGES_PER_TASK).min(self.batch);
-                    for (n, b) in images.enumerate() {
-                        let (y, dy) = (&y[b * co * p..][..co * p], &dy[b * co * p..][..co * p]);
+                    let first_image = task.start / self.positions();
+                    for rows in self.chunks(task.clone()) {
+                        let (scratch, g) = (&mut scratch[..rows.len() * k], &mut g[..rows.len() * co]);
+                        let span = rows.start * co..rows.end * co;
                         g.iter_mut()
-                            .zip(y.iter().zip(dy))
-                            .for_each(|(g, (y, dy))| *g = if *y > 0.0 { *dy } else { 0.0 });
-                        for (sum, row) in db.iter_mut().zip(g.chunks(p)) {
-                            *sum += sum_f32(row);
+                            .zip(y[span.clone()].iter().zip(&dy[span]))
+                            .for_each(|(g, (y, dy))| *g = relu_gate(*y, *dy));
+                        for values in g.chunks_exact(co) {
+                            add_assign(&mut db, values);
                         }
-                        self.im2col(&x[b * self.image_len()..][..self.image_len()], col);
-                        // dW[co × k] (+)= G_b[co × p] · col_bᵀ[p × k]
-                        let col_t = Matrix { data: col, rows: p, cols: k, row_stride: 1, col_stride: p };
-                        gemm_into(&mut dw, Store::Rows, Matrix::row_major(g, co, p), col_t, n > 0);
+                        let col = match columns {
+                            Some(columns) => &columns[rows.start * k..rows.end * k],
+                            None => {
+                                self.im2col(x, rows.clone(), scratch);
+                                &*scratch
+                            }
+                        };
+                        // dW[co × k] += Gᵀ[co × rows] · col[rows × k]
+                        let g_t =
+                            Matrix { data: g, rows: co, cols: rows.len(), row_stride: 1, col_stride: co };
+                        gemm_into(&mut dw, g_t, Matrix::row_major(col, rows.len(), k), true);
                         if let Some(dx) = dx.as_deref_mut() {
-                            // dcol[k × p] = (G_bᵀ[p × co] · W[co × k])ᵀ, into col (no longer
-                            // needed); G_bᵀ column-major, as in the forward.
-                            let g_t = Matrix { data: g, rows: p, cols: co, row_stride: 1, col_stride: p };
-                            gemm_into(col, Store::Columns, g_t, Matrix::row_major(weight, co, k), false);
-                            self.col2im(col, &mut dx[n * self.image_len()..][..self.image_len()]);
+                            // dcol[rows × k] = G[rows × co] · W[co × k], into the scratch
+                            // buffer (its im2col, if any, is no longer needed)
+                            let g = Matrix::row_major(g, rows.len(), co);
+                            gemm_into(scratch, g, Matrix::row_major(weight, co, k), false);
+                            self.col2im(scratch, rows, dx, first_image);
                         }
                     }
                     (dw, db)
-                },
-            )
+                })
+            })
             .collect();
         let mut partials = partials.into_iter();
         let (mut weight_grad, mut bias_grad) =
             partials.next().unwrap_or_else(|| (vec![0.0; co * k], vec![0.0; co]));
         for (dw, db) in partials {
-            weight_grad.iter_mut().zip(dw).for_each(|(a, b)| *a += b);
-            bias_grad.iter_mut().zip(db).for_each(|(a, b)| *a += b);
+            add_assign(&mut weight_grad, &dw);
+            add_assign(&mut bias_grad, &db);
         }
         Grads { input: input_grad.then_some(dx), weight: weight_grad, bias: bias_grad }
     }
 }
 
-/// `dst[i] = src[i · stride]`. Strides 1 and 2 (the models') in forms the compiler
-/// vectorises; `src` must hold `(dst.len() − 1) · stride + 1` values.
-fn gather(dst: &mut [f32], src: &[f32], stride: usize) {
-    let n = dst.len();
-    match stride {
-        1 => dst.copy_from_slice(&src[..n]),
-        2 if src.len() >= 2 * n => dst.iter_mut().zip(src.chunks_exact(2)).for_each(|(d, pair)| *d = pair[0]),
-        _ => dst.iter_mut().zip(src.iter().step_by(stride)).for_each(|(d, s)| *d = *s),
+/// What [`Geometry::backward`] reads: the NHWC input `x`, the weight in im2col order, the
+/// NHWC output `y` and its gradient `dy`, and the forward's im2col where it was kept.
+struct BackwardInputs<'a> {
+    x: &'a [f32],
+    weight: &'a [f32],
+    y: &'a [f32],
+    dy: &'a [f32],
+    columns: Option<&'a [f32]>,
+}
+
+thread_local! {
+    /// Each thread's im2col and masked-gradient buffers, kept between operations so that
+    /// a training step does not allocate and zero them afresh for every layer and task.
+    static SCRATCH: Cell<[Vec<f32>; 2]> = const { Cell::new([Vec::new(), Vec::new()]) };
+}
+
+/// Runs `work` with two scratch buffers of `first` and `second` values (contents
+/// unspecified: `work` overwrites what it reads). The buffers are taken out of the
+/// thread-local while `work` runs, so a nested call gets fresh ones.
+fn with_scratch<R>(first: usize, second: usize, work: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    let [mut a, mut b] = SCRATCH.take();
+    for (buffer, len) in [(&mut a, first), (&mut b, second)] {
+        if buffer.len() < len {
+            buffer.resize(len, 0.0);
+        }
+    }
+    let result = work(&mut a[..first], &mut b[..second]);
+    SCRATCH.set([a, b]);
+    result
+}
+
+/// `dy` where the ReLU's output `y` is positive, else 0; a bit mask rather than a branch,
+/// so that the loop vectorises.
+#[inline(always)]
+fn relu_gate(y: f32, dy: f32) -> f32 {
+    f32::from_bits(dy.to_bits() & u32::from(y > 0.0).wrapping_neg())
+}
+
+/// `dst = src`; short runs (a 3-channel layer's kernel rows) without a call to `memcpy`.
+#[inline(always)]
+fn copy(dst: &mut [f32], src: &[f32]) {
+    if dst.len() <= 16 {
+        dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
+    } else {
+        dst.copy_from_slice(src);
     }
 }
 
-/// `dst[i · stride] += src[i]`: the adjoint of [`gather`].
-fn scatter_add(dst: &mut [f32], src: &[f32], stride: usize) {
-    let n = src.len();
-    match stride {
-        1 => dst[..n].iter_mut().zip(src).for_each(|(d, s)| *d += *s),
-        2 if dst.len() >= 2 * n => dst.chunks_exact_mut(2).zip(src).for_each(|(pair, s)| pair[0] += *s),
-        _ => dst.iter_mut().step_by(stride).zip(src).for_each(|(d, s)| *d += *s),
-    }
-}
-
-/// The sum of `values` in eight interleaved partial sums (vectorised; a fixed order, so
-/// the same on every run).
-fn sum_f32(values: &[f32]) -> f32 {
-    let mut lanes = [0f32; 8];
-    let chunks = values.chunks_exact(8);
-    let tail: f32 = chunks.remainder().iter().sum();
-    for chunk in chunks {
-        lanes.iter_mut().zip(chunk).for_each(|(l, v)| *l += *v);
-    }
-    lanes.iter().sum::<f32>() + tail
+/// `dst[i] += src[i]`.
+#[inline(always)]
+fn add_assign(dst: &mut [f32], src: &[f32]) {
+    dst.iter_mut().zip(src).for_each(|(d, s)| *d += *s);
 }
 
 /// A strided view of an f32 matrix.
@@ -428,39 +694,26 @@ impl<'a> Matrix<'a> {
     }
 }
 
-/// How [`gemm_into`] stores its `m × n` product in `dst`.
-#[derive(Clone, Copy)]
-enum Store {
-    /// Row-major: element (i, j) at `i · n + j`.
-    Rows,
-    /// Column-major, i.e. the transposed product row-major: (i, j) at `i + j · m`.
-    Columns,
-}
-
-/// `dst (+)= lhs[m × k] · rhs[k × n]`, stored as `store` says; `accumulate: false`
-/// overwrites `dst`. Single-threaded: the callers parallelise over images.
+/// `dst[m × n] (+)= lhs[m × k] · rhs[k × n]`, `dst` row-major; `accumulate: false`
+/// overwrites `dst`. Single-threaded: the callers parallelise over tasks.
 // `gemm` is an unsafe API (raw pointers and strides); the asserts pin every element to
 // its slice, and the results are tested against burn's convolution.
 #[allow(unsafe_code)]
-fn gemm_into(dst: &mut [f32], store: Store, lhs: Matrix, rhs: Matrix, accumulate: bool) {
+fn gemm_into(dst: &mut [f32], lhs: Matrix, rhs: Matrix, accumulate: bool) {
     let (m, n, k) = (lhs.rows, rhs.cols, lhs.cols);
     assert!(rhs.rows == k && dst.len() >= m * n, "gemm operand shapes do not fit");
     assert!(lhs.in_bounds() && rhs.in_bounds(), "gemm operand outside its slice");
-    let (dst_col_stride, dst_row_stride) = match store {
-        Store::Rows => (1, n),
-        Store::Columns => (m, 1),
-    };
-    // SAFETY: dst is m × n, (i, j) at i · dst_row_stride + j · dst_col_stride < m · n, within
-    // its length (asserted); lhs and rhs are read only at row · row_stride + col · col_stride,
-    // within their lengths (asserted).
+    // SAFETY: dst is m × n row-major, (i, j) at i · n + j < m · n, within its length
+    // (asserted); lhs and rhs are read only at row · row_stride + col · col_stride, within
+    // their lengths (asserted).
     unsafe {
         gemm::gemm(
             m,
             n,
             k,
             dst.as_mut_ptr(),
-            dst_col_stride as isize,
-            dst_row_stride as isize,
+            1,
+            n as isize,
             accumulate,
             lhs.data.as_ptr(),
             lhs.col_stride as isize,
@@ -482,13 +735,27 @@ fn gemm_into(dst: &mut [f32], store: Store, lhs: Matrix, rhs: Matrix, accumulate
 struct ConvReluBackward;
 
 impl<B: Backend + ConvReluBackend> Backward<B, 3> for ConvReluBackward {
-    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, ConvOptions<2>);
+    /// Input, weight, bias, output, what the forward kept for the backward, options.
+    type State = (
+        FloatTensor<B>,
+        FloatTensor<B>,
+        FloatTensor<B>,
+        FloatTensor<B>,
+        Option<FloatTensor<B>>,
+        ConvOptions<2>,
+    );
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_weight, node_bias] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, weight, bias, output, options) = ops.state;
-        let (dx, dw, db) = B::conv2d_relu_backward(x, weight, bias, output, grad, options, node_x.is_some());
+        let (x, weight, bias, output, kept, options) = ops.state;
+        let input_grad = node_x.is_some();
+        let (dx, dw, db) = match kept {
+            Some(kept) => {
+                B::conv2d_relu_backward_kept(x, weight, bias, output, kept, grad, options, input_grad)
+            }
+            None => B::conv2d_relu_backward(x, weight, bias, output, grad, options, input_grad),
+        };
         if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<B>(node.id, dx);
         }
@@ -513,8 +780,9 @@ impl<B: Backend + ConvReluBackend, C: CheckpointStrategy> ConvReluBackend for Au
         let (bias, bias_node) = bias.into_parts();
         match ConvReluBackward.prepare::<C>([x_node, weight_node, bias_node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let output = B::conv2d_relu(x.clone(), weight.clone(), bias.clone(), options.clone());
-                prep.finish((x, weight, bias, output.clone(), options), output)
+                let (output, kept) =
+                    B::conv2d_relu_for_backward(x.clone(), weight.clone(), bias.clone(), options.clone());
+                prep.finish((x, weight, bias, output.clone(), kept, options), output)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::conv2d_relu(x, weight, bias, options)),
         }
@@ -606,6 +874,43 @@ mod tests {
             .max()
             .into_scalar::<f32>();
             assert!(db < 1e-3, "bias gradient differs by {db} ({case})");
+        }
+    }
+
+    /// Two layers in a row, as in the models: the second takes the first's NHWC output
+    /// (an NCHW view of NHWC values) and hands its input gradient back in the same form;
+    /// burn's operations read both views. Same results and gradients as burn's layers.
+    #[test]
+    fn chained_layers_pass_nhwc_views_between_them() {
+        let device = burn::tensor::Device::flex().autodiff();
+        let layer = |c_in, c_out, stride, seed| {
+            crate::training::fresh(&device, seed, |device| {
+                Conv2dConfig::new([c_in, c_out], [3, 3])
+                    .with_stride([stride, stride])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .init(device)
+            })
+        };
+        let (first, second) = (layer(3, 6, 2, 3), layer(6, 5, 1, 4));
+        let shape = [3, 3, 10, 12];
+        let values: Vec<f32> =
+            (0..shape.iter().product::<usize>()).map(|i| (i as f32 * 0.61).cos()).collect();
+        let x = Tensor::<4>::from_data(TensorData::new(values, shape), &device).require_grad();
+        // A loss that reads the output both through a reduction and element by element.
+        let target = |y: Tensor<4>| (y.clone() * y.clone().sin()).sum() + y.mean_dim(3).sum();
+
+        let ours = forward_relu(&second, forward_relu(&first, x.clone()));
+        let theirs = relu(second.forward(relu(first.forward(x.clone()))));
+        let dy = max_difference(ours.clone(), theirs.clone());
+        assert!(dy < 1e-5, "output differs by {dy}");
+        let (grads_ours, grads_theirs) = (target(ours).backward(), target(theirs).backward());
+        let grad = |g: &burn::tensor::Gradients, t: &Tensor<4>| t.grad(g).expect("gradient");
+        let dx = max_difference(grad(&grads_ours, &x), grad(&grads_theirs, &x));
+        assert!(dx < 1e-4, "input gradient differs by {dx}");
+        for (name, conv) in [("first", &first), ("second", &second)] {
+            let weight = conv.weight.val();
+            let dw = max_difference(grad(&grads_ours, &weight), grad(&grads_theirs, &weight));
+            assert!(dw < 1e-3, "{name} layer's weight gradient differs by {dw}");
         }
     }
 }
