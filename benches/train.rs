@@ -12,6 +12,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use l2s_meta::run::{run_jobs, worker_pool};
 use l2s_train::{
     BackendChoice, CountingCnnConfig, Dataset, SegmentationNetConfig, TrainConfig, train_counting,
     train_segmentation, training_device,
@@ -113,8 +114,8 @@ fn training(c: &mut Criterion) {
     group.finish();
 }
 
-/// The meta-loop's unit of work: K = 4 independent trainings run one after the other or on
-/// two worker threads at once, as `meta.threads` does. First the counting model (M = 96
+/// The meta-loop's unit of work: K = 4 independent trainings on one worker (one core) or
+/// two, as `meta.threads` runs them ([`on_workers`]). First the counting model (M = 96
 /// images of 64x64, 2 epochs; criterion reports trainings/s), then the reference network
 /// (one epoch over 4 batches of 32 each; images/s, to set against PyTorch training the same
 /// K networks one after the other).
@@ -154,15 +155,12 @@ fn meta_loop(c: &mut Criterion) {
     group.finish();
 }
 
-/// Runs `train(k)` for k in 0..K on `threads` scoped worker threads, worker w taking
-/// k = w, w + threads, ...
+/// Runs `train(k)` for k in 0..K as the meta-loop runs its K evaluations
+/// (`l2s_meta::run::run_jobs` on a pool of `threads` workers): with K ≥ `threads`, each
+/// worker trains whole models one after the other on its own core.
 fn on_workers(trainings: usize, threads: usize, train: impl Fn(usize) + Sync) {
-    std::thread::scope(|scope| {
-        for worker in 0..threads {
-            let train = &train;
-            scope.spawn(move || (worker..trainings).step_by(threads).for_each(train));
-        }
-    })
+    let pool = worker_pool(threads, usize::MAX).expect("a worker pool");
+    run_jobs(&pool, trainings, train);
 }
 
 criterion_group!(benches, training, meta_loop);

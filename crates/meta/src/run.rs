@@ -120,24 +120,62 @@ pub fn evaluate_all<E: Environment>(
     progress: &Progress,
 ) -> Result<Vec<Evaluation>, MetaError> {
     let done = std::sync::atomic::AtomicUsize::new(0);
-    pool.install(|| {
-        jobs.par_iter()
-            .enumerate()
-            .map(|(k, (psi, seed))| {
-                let what = || format!("{what}, sample {k}");
-                let eval = env
-                    .evaluate(psi, *seed, split)
-                    .map_err(|source| MetaError::Environment { what: what(), source })?;
-                progress.advance(1);
-                progress.batch(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, jobs.len());
-                if eval.reward.is_finite() {
-                    Ok(eval)
-                } else {
-                    Err(MetaError::NonFiniteReward { what: what(), reward: eval.reward })
-                }
-            })
-            .collect()
+    run_jobs(pool, jobs.len(), |k| {
+        let (psi, seed) = &jobs[k];
+        let what = || format!("{what}, sample {k}");
+        let eval = env
+            .evaluate(psi, *seed, split)
+            .map_err(|source| MetaError::Environment { what: what(), source })?;
+        progress.advance(1);
+        progress.batch(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, jobs.len());
+        if eval.reward.is_finite() {
+            Ok(eval)
+        } else {
+            Err(MetaError::NonFiniteReward { what: what(), reward: eval.reward })
+        }
     })
+    .into_iter()
+    .collect()
+}
+
+/// Runs `job(0..count)` on `pool`'s workers; results in job order.
+///
+/// With at least as many jobs as workers, each worker takes whole jobs, one after the
+/// other, and keeps their nested data-parallel work (the main task model's operations)
+/// to itself in a one-thread pool: trainings then run one per core without handing work
+/// back and forth (measured in `cargo xtask bench train`, `meta_loop_cpu`). With fewer
+/// jobs, they run on `pool` and their nested work spreads over all its workers.
+pub fn run_jobs<T: Send>(pool: &rayon::ThreadPool, count: usize, job: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let workers = pool.current_num_threads();
+    if count < workers {
+        return pool.install(|| (0..count).into_par_iter().map(&job).collect());
+    }
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..workers)
+            .map(|_| {
+                scope.spawn(|| {
+                    let take = || {
+                        std::iter::from_fn(|| {
+                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            (k < count).then(|| (k, job(k)))
+                        })
+                        .collect::<Vec<_>>()
+                    };
+                    match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
+                        Ok(own) => own.install(take),
+                        Err(_) => take(),
+                    }
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+            .collect()
+    });
+    results.sort_by_key(|(k, _)| *k);
+    results.into_iter().map(|(_, result)| result).collect()
 }
 
 fn load_checkpoint(path: &Path) -> Result<Checkpoint, MetaError> {
@@ -332,6 +370,21 @@ mod tests {
     use crate::config::{InitMean, PolicyConfig};
     use l2s_core::{Dim, ParamSpace};
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// Results come back in job order; with at least one job per worker, each job's
+    /// nested parallel work stays on its own worker (a one-thread pool), with fewer it
+    /// spreads over the whole pool.
+    #[test]
+    fn run_jobs_keeps_order_and_confines_nested_work() {
+        let pool = worker_pool(2, usize::MAX).expect("pool");
+        for count in [0, 1, 2, 7] {
+            let results = run_jobs(&pool, count, |k| (k, rayon::current_num_threads()));
+            let order: Vec<usize> = results.iter().map(|(k, _)| *k).collect();
+            assert_eq!(order, (0..count).collect::<Vec<_>>(), "{count} jobs");
+            let nested = if count < 2 { 2 } else { 1 };
+            assert!(results.iter().all(|(_, threads)| *threads == nested), "{count} jobs: {results:?}");
+        }
+    }
 
     /// Reward −(x − 0.3)² − (y − 0.7)² plus seeded noise; fails on call `fail_at` if set.
     struct Quadratic {

@@ -13,7 +13,9 @@ use crate::config::MetaConfig;
 use crate::env::{BoxError, Environment, Split};
 use crate::policy::uniform_sample;
 use crate::progress::Progress;
-use crate::run::{MetaError, MetaOutcome, create_dir, evaluate_all, train_policy, worker_pool, write_atomic};
+use crate::run::{
+    MetaError, MetaOutcome, create_dir, evaluate_all, run_jobs, train_policy, worker_pool, write_atomic,
+};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -354,17 +356,13 @@ fn evaluate_seed<E: Environment>(
 
     phase("target ψ_real");
     let start = Instant::now();
-    let target_scores: Vec<f64> = pool.install(|| {
-        use rayon::prelude::*;
-        (0..finals)
-            .into_par_iter()
-            .map(|j| {
-                env.evaluate_target(seeds.child("final-target").index(j).seed())
-                    .map(|e| e.reward)
-                    .map_err(|source| MetaError::Environment { what: "target ψ_real".into(), source })
-            })
-            .collect::<Result<Vec<f64>, MetaError>>()
-    })?;
+    let target_scores = run_jobs(&pool, study.final_trainings, |j| {
+        env.evaluate_target(seeds.child("final-target").index(j as u64).seed())
+            .map(|e| e.reward)
+            .map_err(|source| MetaError::Environment { what: "target ψ_real".into(), source })
+    })
+    .into_iter()
+    .collect::<Result<Vec<f64>, MetaError>>()?;
     progress.advance(finals);
     let target = Score {
         mean: target_scores.iter().sum::<f64>() / finals as f64,
