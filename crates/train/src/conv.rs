@@ -12,9 +12,10 @@
 //! - backward, with `G = dY ⊙ [Y > 0]`: `dW = Σ Gᵀ · col`, `dbias = Σ G`,
 //!   `dX = col2im(G · W)`,
 //!
-//! with the `gemm` crate flex itself uses, blocks of whole images in parallel on rayon.
-//! Strided layers keep their forward im2col for the backward (it is at most 2.25 times
-//! their input). GPU backends keep burn's kernels (the trait's default bodies).
+//! with the `gemm` crate flex itself uses, blocks of whole images in parallel on rayon. The
+//! backward builds the im2col again rather than keeping the forward's: keeping it cost
+//! more (allocating and zeroing it, then reading it back from memory) than it saved.
+//! GPU backends keep burn's kernels (the trait's default bodies).
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -49,17 +50,6 @@ pub trait ConvReluBackend: Backend {
         burn_conv2d_relu::<Self>(x, weight, bias, options)
     }
 
-    /// [`ConvReluBackend::conv2d_relu`] on the way to a backward pass: also returns what
-    /// the backward can reuse, if anything (the CPU's im2col of strided layers).
-    fn conv2d_relu_for_backward(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        options: ConvOptions<2>,
-    ) -> (FloatTensor<Self>, Option<FloatTensor<Self>>) {
-        (Self::conv2d_relu(x, weight, bias, options), None)
-    }
-
     /// The gradients of [`ConvReluBackend::conv2d_relu`] for the gradient `output_grad` of
     /// its `output`; the input's only when `input_grad`.
     fn conv2d_relu_backward(
@@ -72,23 +62,6 @@ pub trait ConvReluBackend: Backend {
         input_grad: bool,
     ) -> (Option<FloatTensor<Self>>, FloatTensor<Self>, FloatTensor<Self>) {
         burn_conv2d_relu_backward::<Self>(x, weight, bias, output, output_grad, options, input_grad)
-    }
-
-    /// [`ConvReluBackend::conv2d_relu_backward`] with what
-    /// [`ConvReluBackend::conv2d_relu_for_backward`] `kept`.
-    #[allow(clippy::too_many_arguments)]
-    fn conv2d_relu_backward_kept(
-        x: FloatTensor<Self>,
-        weight: FloatTensor<Self>,
-        bias: FloatTensor<Self>,
-        output: FloatTensor<Self>,
-        kept: FloatTensor<Self>,
-        output_grad: FloatTensor<Self>,
-        options: ConvOptions<2>,
-        input_grad: bool,
-    ) -> (Option<FloatTensor<Self>>, FloatTensor<Self>, FloatTensor<Self>) {
-        let _ = kept;
-        Self::conv2d_relu_backward(x, weight, bias, output, output_grad, options, input_grad)
     }
 }
 
@@ -128,16 +101,17 @@ impl ConvReluBackend for Flex {
         bias: FlexTensor,
         options: ConvOptions<2>,
     ) -> FlexTensor {
-        flex_forward(x, weight, bias, options, false).0
-    }
-
-    fn conv2d_relu_for_backward(
-        x: FlexTensor,
-        weight: FlexTensor,
-        bias: FlexTensor,
-        options: ConvOptions<2>,
-    ) -> (FlexTensor, Option<FlexTensor>) {
-        flex_forward(x, weight, bias, options, true)
+        let Some(geometry) = Geometry::of(&x, &weight, &options) else {
+            return burn_conv2d_relu::<Self>(x, weight, bias, options);
+        };
+        let (weight, bias) = (weight.to_contiguous(), bias.to_contiguous());
+        match (weight.as_slice::<f32>(), bias.as_slice::<f32>()) {
+            (Some(ws), Some(bs)) if bs.len() == geometry.channels_out => {
+                let output = geometry.forward(&nhwc_values(&x), &geometry.weight_to_taps(ws), bs);
+                nhwc_tensor(output, geometry.output_shape())
+            }
+            _ => burn_conv2d_relu::<Self>(x, weight, bias, options),
+        }
     }
 
     fn conv2d_relu_backward(
@@ -149,82 +123,33 @@ impl ConvReluBackend for Flex {
         options: ConvOptions<2>,
         input_grad: bool,
     ) -> ConvReluGrads<Self> {
-        flex_backward(x, weight, bias, output, None, output_grad, options, input_grad)
-    }
-
-    fn conv2d_relu_backward_kept(
-        x: FlexTensor,
-        weight: FlexTensor,
-        bias: FlexTensor,
-        output: FlexTensor,
-        kept: FlexTensor,
-        output_grad: FlexTensor,
-        options: ConvOptions<2>,
-        input_grad: bool,
-    ) -> ConvReluGrads<Self> {
-        flex_backward(x, weight, bias, output, Some(kept), output_grad, options, input_grad)
-    }
-}
-
-/// The CPU backward, with the forward's im2col where it was `kept`.
-#[allow(clippy::too_many_arguments)]
-fn flex_backward(
-    x: FlexTensor,
-    weight: FlexTensor,
-    bias: FlexTensor,
-    output: FlexTensor,
-    kept: Option<FlexTensor>,
-    output_grad: FlexTensor,
-    options: ConvOptions<2>,
-    input_grad: bool,
-) -> ConvReluGrads<Flex> {
-    let geometry = Geometry::of(&x, &weight, &options)
-        .filter(|g| output.shape().dims::<4>() == g.output_shape() && output_grad.shape() == output.shape());
-    let weight = weight.to_contiguous();
-    let (Some(geometry), Some(ws)) = (geometry, weight.as_slice::<f32>()) else {
-        return burn_conv2d_relu_backward::<Flex>(x, weight, bias, output, output_grad, options, input_grad);
-    };
-    let columns_len = geometry.batch * geometry.positions() * geometry.depth();
-    let columns = kept.as_ref().and_then(|kept| kept.as_slice::<f32>()).filter(|c| c.len() == columns_len);
-    let inputs = BackwardInputs {
-        x: &nhwc_values(&x),
-        weight: &geometry.weight_to_taps(ws),
-        y: &nhwc_values(&output),
-        dy: &nhwc_values(&output_grad),
-        columns,
-    };
-    let grads = geometry.backward(inputs, input_grad);
-    (
-        grads.input.map(|dx| nhwc_tensor(dx, x.shape().dims::<4>())),
-        FlexTensor::from_data(TensorData::new(geometry.weight_from_taps(&grads.weight), weight.shape())),
-        FlexTensor::from_data(TensorData::new(grads.bias, [geometry.channels_out])),
-    )
-}
-
-/// The CPU forward: output, and the im2col where `for_backward` and the layer keeps it
-/// ([`Geometry::keeps_columns`]).
-fn flex_forward(
-    x: FlexTensor,
-    weight: FlexTensor,
-    bias: FlexTensor,
-    options: ConvOptions<2>,
-    for_backward: bool,
-) -> (FlexTensor, Option<FlexTensor>) {
-    let Some(geometry) = Geometry::of(&x, &weight, &options) else {
-        return (burn_conv2d_relu::<Flex>(x, weight, bias, options), None);
-    };
-    let (weight, bias) = (weight.to_contiguous(), bias.to_contiguous());
-    match (weight.as_slice::<f32>(), bias.as_slice::<f32>()) {
-        (Some(ws), Some(bs)) if bs.len() == geometry.channels_out => {
-            let keep = for_backward && geometry.keeps_columns();
-            let (output, columns) =
-                geometry.forward(&nhwc_values(&x), &geometry.weight_to_taps(ws), bs, keep);
-            let rows = geometry.batch * geometry.positions();
-            let columns = columns
-                .map(|columns| FlexTensor::from_data(TensorData::new(columns, [rows, geometry.depth()])));
-            (nhwc_tensor(output, geometry.output_shape()), columns)
-        }
-        _ => (burn_conv2d_relu::<Flex>(x, weight, bias, options), None),
+        let geometry = Geometry::of(&x, &weight, &options).filter(|g| {
+            output.shape().dims::<4>() == g.output_shape() && output_grad.shape() == output.shape()
+        });
+        let weight = weight.to_contiguous();
+        let (Some(geometry), Some(ws)) = (geometry, weight.as_slice::<f32>()) else {
+            return burn_conv2d_relu_backward::<Self>(
+                x,
+                weight,
+                bias,
+                output,
+                output_grad,
+                options,
+                input_grad,
+            );
+        };
+        let grads = geometry.backward(
+            &nhwc_values(&x),
+            &geometry.weight_to_taps(ws),
+            &nhwc_values(&output),
+            &nhwc_values(&output_grad),
+            input_grad,
+        );
+        (
+            grads.input.map(|dx| nhwc_tensor(dx, x.shape().dims::<4>())),
+            FlexTensor::from_data(TensorData::new(geometry.weight_from_taps(&grads.weight), weight.shape())),
+            FlexTensor::from_data(TensorData::new(grads.bias, [geometry.channels_out])),
+        )
     }
 }
 
@@ -506,39 +431,17 @@ impl Geometry {
         }
     }
 
-    /// Whether the forward keeps its im2col for the backward: where the columns are at
-    /// most three times the input (strided layers; a 3x3 stride-1 layer's are nine times).
-    fn keeps_columns(&self) -> bool {
-        self.depth() * self.positions() <= 3 * self.image_len()
-    }
-
     /// `relu(col · Wᵀ + bias)` for every output position of the NHWC batch `x`, with
-    /// `weight` `[channels_out × depth]` in im2col order: NHWC output, and the im2col
-    /// `[positions × depth]` of the whole batch when `keep_columns`.
-    fn forward(
-        &self,
-        x: &[f32],
-        weight: &[f32],
-        bias: &[f32],
-        keep_columns: bool,
-    ) -> (Vec<f32>, Option<Vec<f32>>) {
+    /// `weight` `[channels_out × depth]` in im2col order: NHWC output.
+    fn forward(&self, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
         let (k, co) = (self.depth(), self.channels_out);
-        let rows_per_task = self.images_per_task() * self.positions();
         let mut output = vec![0f32; self.batch * self.positions() * co];
-        let mut columns = keep_columns.then(|| vec![0f32; self.batch * self.positions() * k]);
         let tasks: Vec<_> = self.tasks().collect();
-        let kept: Vec<Option<&mut [f32]>> = match columns.as_mut() {
-            Some(columns) => columns.chunks_mut(rows_per_task * k).map(Some).collect(),
-            None => tasks.iter().map(|_| None).collect(),
-        };
-        output.par_chunks_mut(rows_per_task * co).zip(tasks).zip(kept).for_each(|((y, task), mut kept)| {
-            let scratch = if kept.is_some() { 0 } else { self.chunk_rows().min(task.len()) * k };
-            with_scratch(scratch, 0, |scratch, _| {
+        let per_task = self.images_per_task() * self.positions() * co;
+        output.par_chunks_mut(per_task).zip(tasks).for_each(|(y, task)| {
+            with_scratch(self.chunk_rows().min(task.len()) * k, 0, |col, _| {
                 for rows in self.chunks(task.clone()) {
-                    let col = match kept.as_deref_mut() {
-                        Some(kept) => &mut kept[(rows.start - task.start) * k..][..rows.len() * k],
-                        None => &mut scratch[..rows.len() * k],
-                    };
+                    let col = &mut col[..rows.len() * k];
                     let y = &mut y[(rows.start - task.start) * co..][..rows.len() * co];
                     self.im2col(x, rows.clone(), col);
                     // Y[rows × co] = col[rows × k] · Wᵀ[k × co]
@@ -550,14 +453,12 @@ impl Geometry {
                 }
             })
         });
-        (output, columns)
+        output
     }
 
-    /// The gradients for the NHWC output `y` and its gradient `dy`, with the forward's
-    /// im2col `columns` where it kept them; each task sums its own weight and bias
-    /// gradients, added in task order.
-    fn backward(&self, inputs: BackwardInputs, input_grad: bool) -> Grads {
-        let BackwardInputs { x, weight, y, dy, columns } = inputs;
+    /// The gradients for the NHWC output `y` and its gradient `dy`; each task sums its own
+    /// weight and bias gradients, added in task order.
+    fn backward(&self, x: &[f32], weight: &[f32], y: &[f32], dy: &[f32], input_grad: bool) -> Grads {
         let (k, co) = (self.depth(), self.channels_out);
         let mut dx = if input_grad { vec![0f32; self.batch * self.image_len()] } else { Vec::new() };
         let tasks: Vec<_> = self.tasks().collect();
@@ -571,11 +472,11 @@ impl Geometry {
             .zip(tasks)
             .map(|(mut dx, task)| {
                 let chunk = self.chunk_rows().min(task.len());
-                with_scratch(chunk * k, chunk * co, |scratch, g| {
+                with_scratch(chunk * k, chunk * co, |col, g| {
                     let (mut dw, mut db) = (vec![0f32; co * k], vec![0f32; co]);
                     let first_image = task.start / self.positions();
                     for rows in self.chunks(task.clone()) {
-                        let (scratch, g) = (&mut scratch[..rows.len() * k], &mut g[..rows.len() * co]);
+                        let (col, g) = (&mut col[..rows.len() * k], &mut g[..rows.len() * co]);
                         let span = rows.start * co..rows.end * co;
                         g.iter_mut()
                             .zip(y[span.clone()].iter().zip(&dy[span]))
@@ -583,23 +484,16 @@ impl Geometry {
                         for values in g.chunks_exact(co) {
                             add_assign(&mut db, values);
                         }
-                        let col = match columns {
-                            Some(columns) => &columns[rows.start * k..rows.end * k],
-                            None => {
-                                self.im2col(x, rows.clone(), scratch);
-                                &*scratch
-                            }
-                        };
+                        self.im2col(x, rows.clone(), col);
                         // dW[co × k] += Gᵀ[co × rows] · col[rows × k]
                         let g_t =
                             Matrix { data: g, rows: co, cols: rows.len(), row_stride: 1, col_stride: co };
                         gemm_into(&mut dw, g_t, Matrix::row_major(col, rows.len(), k), true);
                         if let Some(dx) = dx.as_deref_mut() {
-                            // dcol[rows × k] = G[rows × co] · W[co × k], into the scratch
-                            // buffer (its im2col, if any, is no longer needed)
+                            // dcol[rows × k] = G[rows × co] · W[co × k], into col (no longer needed)
                             let g = Matrix::row_major(g, rows.len(), co);
-                            gemm_into(scratch, g, Matrix::row_major(weight, co, k), false);
-                            self.col2im(scratch, rows, dx, first_image);
+                            gemm_into(col, g, Matrix::row_major(weight, co, k), false);
+                            self.col2im(col, rows, dx, first_image);
                         }
                     }
                     (dw, db)
@@ -615,16 +509,6 @@ impl Geometry {
         }
         Grads { input: input_grad.then_some(dx), weight: weight_grad, bias: bias_grad }
     }
-}
-
-/// What [`Geometry::backward`] reads: the NHWC input `x`, the weight in im2col order, the
-/// NHWC output `y` and its gradient `dy`, and the forward's im2col where it was kept.
-struct BackwardInputs<'a> {
-    x: &'a [f32],
-    weight: &'a [f32],
-    y: &'a [f32],
-    dy: &'a [f32],
-    columns: Option<&'a [f32]>,
 }
 
 thread_local! {
@@ -735,27 +619,14 @@ fn gemm_into(dst: &mut [f32], lhs: Matrix, rhs: Matrix, accumulate: bool) {
 struct ConvReluBackward;
 
 impl<B: Backend + ConvReluBackend> Backward<B, 3> for ConvReluBackward {
-    /// Input, weight, bias, output, what the forward kept for the backward, options.
-    type State = (
-        FloatTensor<B>,
-        FloatTensor<B>,
-        FloatTensor<B>,
-        FloatTensor<B>,
-        Option<FloatTensor<B>>,
-        ConvOptions<2>,
-    );
+    /// Input, weight, bias, output, options.
+    type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, ConvOptions<2>);
 
     fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _checkpointer: &mut Checkpointer) {
         let [node_x, node_weight, node_bias] = ops.parents;
         let grad = grads.consume::<B>(&ops.node);
-        let (x, weight, bias, output, kept, options) = ops.state;
-        let input_grad = node_x.is_some();
-        let (dx, dw, db) = match kept {
-            Some(kept) => {
-                B::conv2d_relu_backward_kept(x, weight, bias, output, kept, grad, options, input_grad)
-            }
-            None => B::conv2d_relu_backward(x, weight, bias, output, grad, options, input_grad),
-        };
+        let (x, weight, bias, output, options) = ops.state;
+        let (dx, dw, db) = B::conv2d_relu_backward(x, weight, bias, output, grad, options, node_x.is_some());
         if let (Some(node), Some(dx)) = (node_x, dx) {
             grads.register::<B>(node.id, dx);
         }
@@ -780,9 +651,8 @@ impl<B: Backend + ConvReluBackend, C: CheckpointStrategy> ConvReluBackend for Au
         let (bias, bias_node) = bias.into_parts();
         match ConvReluBackward.prepare::<C>([x_node, weight_node, bias_node]).compute_bound().stateful() {
             OpsKind::Tracked(prep) => {
-                let (output, kept) =
-                    B::conv2d_relu_for_backward(x.clone(), weight.clone(), bias.clone(), options.clone());
-                prep.finish((x, weight, bias, output.clone(), kept, options), output)
+                let output = B::conv2d_relu(x.clone(), weight.clone(), bias.clone(), options.clone());
+                prep.finish((x, weight, bias, output.clone(), options), output)
             }
             OpsKind::UnTracked(prep) => prep.finish(B::conv2d_relu(x, weight, bias, options)),
         }
