@@ -14,7 +14,9 @@
 //!
 //! with the `gemm` crate flex itself uses, blocks of whole images in parallel on rayon. The
 //! backward builds the im2col again rather than keeping the forward's: keeping it cost
-//! more (allocating and zeroing it, then reading it back from memory) than it saved.
+//! more (allocating and zeroing it, then reading it back from memory) than it saved. An
+//! NCHW input with few channels (the RGB batch into the first layer) is read as it is,
+//! with a transposed im2col whose runs are output rows ([`Columns::Planar`]).
 //! GPU backends keep burn's kernels (the trait's default bodies).
 
 use std::borrow::Cow;
@@ -107,7 +109,12 @@ impl ConvReluBackend for Flex {
         let (weight, bias) = (weight.to_contiguous(), bias.to_contiguous());
         match (weight.as_slice::<f32>(), bias.as_slice::<f32>()) {
             (Some(ws), Some(bs)) if bs.len() == geometry.channels_out => {
-                let output = geometry.forward(&nhwc_values(&x), &geometry.weight_to_taps(ws), bs);
+                let output = match geometry.planar_input(&x) {
+                    Some(xs) => geometry.forward(xs, ws, bs, Columns::Planar),
+                    None => {
+                        geometry.forward(&nhwc_values(&x), &geometry.weight_to_taps(ws), bs, Columns::Nhwc)
+                    }
+                };
                 nhwc_tensor(output, geometry.output_shape())
             }
             _ => burn_conv2d_relu::<Self>(x, weight, bias, options),
@@ -138,16 +145,21 @@ impl ConvReluBackend for Flex {
                 input_grad,
             );
         };
-        let grads = geometry.backward(
-            &nhwc_values(&x),
-            &geometry.weight_to_taps(ws),
-            &nhwc_values(&output),
-            &nhwc_values(&output_grad),
-            input_grad,
-        );
+        let (y, dy) = (nhwc_values(&output), nhwc_values(&output_grad));
+        // The weight gradient comes back in the order of the im2col it was computed with.
+        let grads = match geometry.planar_input(&x).filter(|_| !input_grad) {
+            Some(xs) => geometry.backward(xs, ws, &y, &dy, false, Columns::Planar),
+            None => {
+                let taps = geometry.weight_to_taps(ws);
+                let mut grads =
+                    geometry.backward(&nhwc_values(&x), &taps, &y, &dy, input_grad, Columns::Nhwc);
+                grads.weight = geometry.weight_from_taps(&grads.weight);
+                grads
+            }
+        };
         (
             grads.input.map(|dx| nhwc_tensor(dx, x.shape().dims::<4>())),
-            FlexTensor::from_data(TensorData::new(geometry.weight_from_taps(&grads.weight), weight.shape())),
+            FlexTensor::from_data(TensorData::new(grads.weight, weight.shape())),
             FlexTensor::from_data(TensorData::new(grads.bias, [geometry.channels_out])),
         )
     }
@@ -157,15 +169,11 @@ impl ConvReluBackend for Flex {
 /// way (this module's outputs and input gradients are NHWC data under an NCHW view),
 /// else copied out.
 fn nhwc_values(tensor: &FlexTensor) -> Cow<'_, [f32]> {
+    if let Some(values) = nhwc_slice(tensor) {
+        return Cow::Borrowed(values);
+    }
     let [batch, channels, height, width] = tensor.shape().dims::<4>();
     let len = batch * channels * height * width;
-    let layout = tensor.layout();
-    let nhwc_strides = [height * width * channels, 1, width * channels, channels];
-    let is_nhwc = (0..4).all(|d| layout.shape()[d] <= 1 || layout.strides()[d] == nhwc_strides[d] as isize);
-    let storage = tensor.storage::<f32>();
-    if is_nhwc && layout.start_offset() + len <= storage.len() {
-        return Cow::Borrowed(&storage[layout.start_offset()..][..len]);
-    }
     let contiguous = tensor.to_contiguous();
     let nchw = contiguous.as_slice::<f32>().expect("a contiguous f32 tensor has a slice");
     let (plane, mut nhwc) = (height * width, vec![0f32; len]);
@@ -175,6 +183,19 @@ fn nhwc_values(tensor: &FlexTensor) -> Cow<'_, [f32]> {
         }
     }
     Cow::Owned(nhwc)
+}
+
+/// The values of an f32 NCHW tensor whose data lies in NHWC order, borrowed; `None` for
+/// any other layout.
+fn nhwc_slice(tensor: &FlexTensor) -> Option<&[f32]> {
+    let [batch, channels, height, width] = tensor.shape().dims::<4>();
+    let len = batch * channels * height * width;
+    let layout = tensor.layout();
+    let nhwc_strides = [height * width * channels, 1, width * channels, channels];
+    let is_nhwc = (0..4).all(|d| layout.shape()[d] <= 1 || layout.strides()[d] == nhwc_strides[d] as isize);
+    let storage = tensor.storage::<f32>();
+    (is_nhwc && layout.start_offset() + len <= storage.len())
+        .then(|| &storage[layout.start_offset()..][..len])
 }
 
 /// NHWC `values` as a tensor of NCHW `shape` (a permuted view, no copy).
@@ -204,6 +225,19 @@ struct Geometry {
     stride: [usize; 2],
     dilation: [usize; 2],
     padding: [usize; 2],
+}
+
+/// How an operation lays out its input, im2col and weight.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Columns {
+    /// NHWC input; an im2col row per output position, ordered (kernel row, kernel
+    /// column, channel); the weight in that order ([`Geometry::weight_to_taps`]).
+    Nhwc,
+    /// NCHW input as it comes, for inputs with few channels (an RGB batch), whose NHWC
+    /// kernel rows would be runs of a few values: the im2col transposed, a row per
+    /// (channel, kernel row, kernel column) over the output positions, so its runs are
+    /// output rows; the weight in burn's OIHW order. No input gradient.
+    Planar,
 }
 
 /// The weight, bias and (when asked for) input gradients of one convolution + ReLU; the
@@ -431,9 +465,85 @@ impl Geometry {
         }
     }
 
-    /// `relu(col · Wᵀ + bias)` for every output position of the NHWC batch `x`, with
-    /// `weight` `[channels_out × depth]` in im2col order: NHWC output.
-    fn forward(&self, x: &[f32], weight: &[f32], bias: &[f32]) -> Vec<f32> {
+    /// Whether `x` goes the [`Columns::Planar`] way: an NCHW tensor (not this module's
+    /// NHWC output) whose NHWC kernel rows (`kernel_w · channels_in` values) would be
+    /// shorter than its output rows. Its values if so.
+    fn planar_input<'a>(&self, x: &'a FlexTensor) -> Option<&'a [f32]> {
+        if self.channels_in * self.kernel[1] >= self.output[1] || nhwc_slice(x).is_some() {
+            return None;
+        }
+        x.as_slice::<f32>()
+    }
+
+    /// `col[rows × depth]` ([`Columns::Nhwc`]) or `col[depth × rows]` ([`Columns::Planar`]):
+    /// the im2col of the batch `x` for output positions `rows`.
+    fn im2col_as(&self, columns: Columns, x: &[f32], rows: Range<usize>, col: &mut [f32]) {
+        match columns {
+            Columns::Nhwc => self.im2col(x, rows, col),
+            Columns::Planar => self.im2col_planar(x, rows, col),
+        }
+    }
+
+    /// `col` as the `rows × depth` matrix it stands for.
+    fn columns_matrix<'a>(&self, columns: Columns, col: &'a [f32], rows: usize) -> Matrix<'a> {
+        match columns {
+            Columns::Nhwc => Matrix::row_major(col, rows, self.depth()),
+            Columns::Planar => {
+                Matrix { data: col, rows, cols: self.depth(), row_stride: 1, col_stride: rows }
+            }
+        }
+    }
+
+    /// For each tap along `axis`: the output indices at which it lands inside the image
+    /// and the input index at the first of them.
+    fn outputs_per_tap(&self, axis: usize) -> Vec<(Range<usize>, usize)> {
+        let (size, stride, padding) =
+            ([self.height, self.width][axis], self.stride[axis], self.padding[axis]);
+        (0..self.kernel[axis])
+            .map(|tap| {
+                let offset = tap * self.dilation[axis];
+                // input index = output · stride + offset − padding, wanted in 0..size
+                let first = padding.saturating_sub(offset).div_ceil(stride);
+                let end = (size + padding).saturating_sub(offset).div_ceil(stride).min(self.output[axis]);
+                let first = first.min(end);
+                (first..end, (first * stride + offset).saturating_sub(padding))
+            })
+            .collect()
+    }
+
+    /// [`Columns::Planar`]'s im2col of the NCHW batch `x`: `col[depth × rows]`, zero where
+    /// a tap lies in the padding.
+    fn im2col_planar(&self, x: &[f32], rows: Range<usize>, col: &mut [f32]) {
+        let (n, plane, [kh, kw]) = (rows.len(), self.height * self.width, self.kernel);
+        let (by_row_tap, by_column_tap) = (self.outputs_per_tap(0), self.outputs_per_tap(1));
+        for c in 0..self.channels_in {
+            for (i, (ys, y0)) in by_row_tap.iter().enumerate() {
+                for (j, (xs, x0)) in by_column_tap.iter().enumerate() {
+                    let row = &mut col[((c * kh + i) * kw + j) * n..][..n];
+                    for (n0, image, oy, oxs) in self.lines(rows.clone()) {
+                        let dst = &mut row[n0..][..oxs.len()];
+                        if !ys.contains(&oy) {
+                            dst.fill(0.0);
+                            continue;
+                        }
+                        let y = y0 + (oy - ys.start) * self.stride[0];
+                        let line =
+                            &x[(image * self.channels_in + c) * plane + y * self.width..][..self.width];
+                        let start = oxs.start.clamp(xs.start, xs.end);
+                        let end = oxs.end.clamp(start, xs.end);
+                        dst[..start - oxs.start].fill(0.0);
+                        dst[end - oxs.start..].fill(0.0);
+                        let src = &line[x0 + (start - xs.start) * self.stride[1]..];
+                        gather(&mut dst[start - oxs.start..end - oxs.start], src, self.stride[1]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// `relu(col · Wᵀ + bias)` for every output position of the batch `x`, with `x`,
+    /// `col` and `weight` `[channels_out × depth]` laid out as `columns` says: NHWC output.
+    fn forward(&self, x: &[f32], weight: &[f32], bias: &[f32], columns: Columns) -> Vec<f32> {
         let (k, co) = (self.depth(), self.channels_out);
         let mut output = vec![0f32; self.batch * self.positions() * co];
         let tasks: Vec<_> = self.tasks().collect();
@@ -443,10 +553,10 @@ impl Geometry {
                 for rows in self.chunks(task.clone()) {
                     let col = &mut col[..rows.len() * k];
                     let y = &mut y[(rows.start - task.start) * co..][..rows.len() * co];
-                    self.im2col(x, rows.clone(), col);
+                    self.im2col_as(columns, x, rows.clone(), col);
                     // Y[rows × co] = col[rows × k] · Wᵀ[k × co]
                     let w_t = Matrix { data: weight, rows: k, cols: co, row_stride: 1, col_stride: k };
-                    gemm_into(y, Matrix::row_major(col, rows.len(), k), w_t, false);
+                    gemm_into(y, self.columns_matrix(columns, col, rows.len()), w_t, false);
                     for values in y.chunks_exact_mut(co) {
                         values.iter_mut().zip(bias).for_each(|(v, b)| *v = (*v + b).max(0.0));
                     }
@@ -456,9 +566,20 @@ impl Geometry {
         output
     }
 
-    /// The gradients for the NHWC output `y` and its gradient `dy`; each task sums its own
-    /// weight and bias gradients, added in task order.
-    fn backward(&self, x: &[f32], weight: &[f32], y: &[f32], dy: &[f32], input_grad: bool) -> Grads {
+    /// The gradients for the NHWC output `y` and its gradient `dy`, with `x`, `weight` and
+    /// the weight gradient laid out as `columns` says (no input gradient for
+    /// [`Columns::Planar`]); each task sums its own weight and bias gradients, added in
+    /// task order.
+    fn backward(
+        &self,
+        x: &[f32],
+        weight: &[f32],
+        y: &[f32],
+        dy: &[f32],
+        input_grad: bool,
+        columns: Columns,
+    ) -> Grads {
+        let input_grad = input_grad && columns == Columns::Nhwc;
         let (k, co) = (self.depth(), self.channels_out);
         let mut dx = if input_grad { vec![0f32; self.batch * self.image_len()] } else { Vec::new() };
         let tasks: Vec<_> = self.tasks().collect();
@@ -484,11 +605,26 @@ impl Geometry {
                         for values in g.chunks_exact(co) {
                             add_assign(&mut db, values);
                         }
-                        self.im2col(x, rows.clone(), col);
-                        // dW[co × k] += Gᵀ[co × rows] · col[rows × k]
-                        let g_t =
-                            Matrix { data: g, rows: co, cols: rows.len(), row_stride: 1, col_stride: co };
-                        gemm_into(&mut dw, g_t, Matrix::row_major(col, rows.len(), k), true);
+                        self.im2col_as(columns, x, rows.clone(), col);
+                        let r = rows.len();
+                        match columns {
+                            // dW[co × k] += Gᵀ[co × rows] · col[rows × k]
+                            Columns::Nhwc => {
+                                let g_t =
+                                    Matrix { data: g, rows: co, cols: r, row_stride: 1, col_stride: co };
+                                gemm_into(&mut dw, g_t, Matrix::row_major(col, r, k), true);
+                            }
+                            // dWᵀ[k × co] += col[k × rows] · G[rows × co]: both operands as
+                            // stored, which gemm reads without packing the large one
+                            Columns::Planar => {
+                                gemm_into(
+                                    &mut dw,
+                                    Matrix::row_major(col, k, r),
+                                    Matrix::row_major(g, r, co),
+                                    true,
+                                );
+                            }
+                        }
                         if let Some(dx) = dx.as_deref_mut() {
                             // dcol[rows × k] = G[rows × co] · W[co × k], into col (no longer needed)
                             let g = Matrix::row_major(g, rows.len(), co);
@@ -506,6 +642,9 @@ impl Geometry {
         for (dw, db) in partials {
             add_assign(&mut weight_grad, &dw);
             add_assign(&mut bias_grad, &db);
+        }
+        if columns == Columns::Planar {
+            weight_grad = (0..co * k).map(|n| weight_grad[(n % k) * co + n / k]).collect();
         }
         Grads { input: input_grad.then_some(dx), weight: weight_grad, bias: bias_grad }
     }
@@ -546,6 +685,17 @@ fn copy(dst: &mut [f32], src: &[f32]) {
         dst.iter_mut().zip(src).for_each(|(d, s)| *d = *s);
     } else {
         dst.copy_from_slice(src);
+    }
+}
+
+/// `dst[i] = src[i · stride]`. Strides 1 and 2 (the models') in forms the compiler
+/// vectorises; `src` must hold `(dst.len() − 1) · stride + 1` values.
+fn gather(dst: &mut [f32], src: &[f32], stride: usize) {
+    let n = dst.len();
+    match stride {
+        1 => dst.copy_from_slice(&src[..n]),
+        2 if src.len() >= 2 * n => dst.iter_mut().zip(src.chunks_exact(2)).for_each(|(d, pair)| *d = pair[0]),
+        _ => dst.iter_mut().zip(src.iter().step_by(stride)).for_each(|(d, s)| *d = *s),
     }
 }
 
@@ -703,9 +853,16 @@ mod tests {
             (4, 6, 3, 2, 1, (0, 2, 0, 2), 5, 11, 9),
             (2, 3, 3, 1, 2, (2, 1, 0, 1), 2, 9, 10),
             (3, 5, 2, 3, 1, (0, 0, 1, 1), 4, 10, 7),
+            // Output rows longer than the NHWC kernel rows: the planar im2col.
+            (3, 8, 3, 2, 1, (1, 1, 1, 1), 3, 7, 40),
+            (2, 4, 3, 1, 2, (2, 1, 0, 1), 2, 6, 33),
+            (3, 5, 2, 3, 1, (0, 0, 1, 1), 4, 5, 50),
         ];
-        for (channels_in, channels_out, kernel, stride, dilation, (top, left, bottom, right), batch, h, w) in
-            cases
+        let with_and_without_input_gradient = cases.iter().flat_map(|case| [(*case, true), (*case, false)]);
+        for (
+            (channels_in, channels_out, kernel, stride, dilation, (top, left, bottom, right), batch, h, w),
+            input_grad,
+        ) in with_and_without_input_gradient
         {
             // Weights through the trainings' seeding lock: other tests of this process
             // draw from the same generator at the same time.
@@ -719,9 +876,12 @@ mod tests {
             let shape = [batch, channels_in, h, w];
             let values: Vec<f32> =
                 (0..shape.iter().product::<usize>()).map(|i| (i as f32 * 0.37).sin()).collect();
-            let x = Tensor::<4>::from_data(TensorData::new(values, shape), &device).require_grad();
+            let x =
+                Tensor::<4>::from_data(TensorData::new(values, shape), &device).set_require_grad(input_grad);
             let target = |y: Tensor<4>| (y.clone() * y.clone().sin()).sum();
-            let case = format!("{channels_in}→{channels_out}, k {kernel}, s {stride}, d {dilation}");
+            let case = format!(
+                "{channels_in}→{channels_out}, k {kernel}, s {stride}, d {dilation}, {h}x{w}, input gradient {input_grad}"
+            );
 
             let ours = forward_relu(&conv, x.clone());
             let theirs = relu(conv.forward(x.clone()));
@@ -732,8 +892,10 @@ mod tests {
             let grads_ours = target(ours).backward();
             let grads_theirs = target(theirs).backward();
             let grad = |g: &burn::tensor::Gradients, t: &Tensor<4>| t.grad(g).expect("gradient");
-            let dx = max_difference(grad(&grads_ours, &x), grad(&grads_theirs, &x));
-            assert!(dx < 1e-4, "input gradient differs by {dx} ({case})");
+            if input_grad {
+                let dx = max_difference(grad(&grads_ours, &x), grad(&grads_theirs, &x));
+                assert!(dx < 1e-4, "input gradient differs by {dx} ({case})");
+            }
             let weight = conv.weight.val();
             let dw = max_difference(grad(&grads_ours, &weight), grad(&grads_theirs, &weight));
             assert!(dw < 1e-3, "weight gradient differs by {dw} ({case})");
