@@ -114,8 +114,9 @@ fn training(c: &mut Criterion) {
     group.finish();
 }
 
-/// The meta-loop's unit of work: K = 4 independent trainings on one worker (one core) or
-/// two, as `meta.threads` runs them ([`on_workers`]). First the counting model (M = 96
+/// The meta-loop's unit of work: K = 4 independent trainings on a pool of one worker (one
+/// core) or two, run as the meta-loop runs its K evaluations (`l2s_meta::run::run_jobs`,
+/// the pool made once, as by `meta.threads`): with K ≥ workers, a training per core. First the counting model (M = 96
 /// images of 64x64, 2 epochs; criterion reports trainings/s), then the reference network
 /// (one epoch over 4 batches of 32 each; images/s, to set against PyTorch training the same
 /// K networks one after the other).
@@ -125,10 +126,11 @@ fn meta_loop(c: &mut Criterion) {
     let data = Dataset::squares(96, 64, 1);
     let mut group = c.benchmark_group("meta_loop_cpu");
     group.sample_size(10).throughput(Throughput::Elements(K as u64));
-    for threads in [1, 2] {
+    let pools = [1, 2].map(|threads| (threads, worker_pool(threads, usize::MAX).expect("a worker pool")));
+    for (threads, pool) in &pools {
         group.bench_function(format!("{K}_trainings_{threads}_threads"), |b| {
             b.iter(|| {
-                on_workers(K, threads, |k| {
+                run_jobs(pool, K, |k| {
                     let config = TrainConfig { epochs: 2, seed: k as u64, ..config() };
                     train_counting(&device, &config, &data, None).expect("trains");
                 })
@@ -139,12 +141,12 @@ fn meta_loop(c: &mut Criterion) {
     for size in [64, 128] {
         let data = Dataset::squares(BATCH * BATCHES, size, 1);
         let model = ReferenceCnn::new(&device);
-        for threads in [1, 2] {
+        for (threads, pool) in &pools {
             group.bench_function(
                 format!("reference_gemm_{size}x{size}_{K}_trainings_{threads}_threads"),
                 |b| {
                     b.iter(|| {
-                        on_workers(K, threads, |_| {
+                        run_jobs(pool, K, |_| {
                             reference_epoch(model.clone(), &data, &device, true);
                         })
                     })
@@ -153,14 +155,6 @@ fn meta_loop(c: &mut Criterion) {
         }
     }
     group.finish();
-}
-
-/// Runs `train(k)` for k in 0..K as the meta-loop runs its K evaluations
-/// (`l2s_meta::run::run_jobs` on a pool of `threads` workers): with K ≥ `threads`, each
-/// worker trains whole models one after the other on its own core.
-fn on_workers(trainings: usize, threads: usize, train: impl Fn(usize) + Sync) {
-    let pool = worker_pool(threads, usize::MAX).expect("a worker pool");
-    run_jobs(&pool, trainings, train);
 }
 
 criterion_group!(benches, training, meta_loop);

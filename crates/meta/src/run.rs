@@ -140,40 +140,23 @@ pub fn evaluate_all<E: Environment>(
 
 /// Runs `job(0..count)` on `pool`'s workers; results in job order.
 ///
-/// With at least as many jobs as workers, each worker takes whole jobs, one after the
-/// other, and keeps their nested data-parallel work (the main task model's operations)
-/// to itself in a one-thread pool: trainings then run one per core without handing work
-/// back and forth (measured in `cargo xtask bench train`, `meta_loop_cpu`). With fewer
-/// jobs, they run on `pool` and their nested work spreads over all its workers.
+/// With at least one job per worker, each worker takes whole jobs in turn (a training
+/// per core), and their nested data-parallel work (the main task model's operations)
+/// stays mostly on that worker: another one only steals from it when idle, at the end.
+/// With fewer jobs than workers, the jobs' nested work spreads over the whole pool.
 pub fn run_jobs<T: Send>(pool: &rayon::ThreadPool, count: usize, job: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    let workers = pool.current_num_threads();
-    if count < workers {
+    if count < pool.current_num_threads() {
         return pool.install(|| (0..count).into_par_iter().map(&job).collect());
     }
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let mut results: Vec<(usize, T)> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..workers)
-            .map(|_| {
-                scope.spawn(|| {
-                    let take = || {
-                        std::iter::from_fn(|| {
-                            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            (k < count).then(|| (k, job(k)))
-                        })
-                        .collect::<Vec<_>>()
-                    };
-                    match rayon::ThreadPoolBuilder::new().num_threads(1).build() {
-                        Ok(own) => own.install(take),
-                        Err(_) => take(),
-                    }
-                })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .flat_map(|handle| handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
-            .collect()
-    });
+    let take = || {
+        std::iter::from_fn(|| {
+            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            (k < count).then(|| (k, job(k)))
+        })
+        .collect::<Vec<_>>()
+    };
+    let mut results: Vec<(usize, T)> = pool.broadcast(|_| take()).into_iter().flatten().collect();
     results.sort_by_key(|(k, _)| *k);
     results.into_iter().map(|(_, result)| result).collect()
 }
@@ -371,18 +354,19 @@ mod tests {
     use l2s_core::{Dim, ParamSpace};
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    /// Results come back in job order; with at least one job per worker, each job's
-    /// nested parallel work stays on its own worker (a one-thread pool), with fewer it
-    /// spreads over the whole pool.
+    /// Results come back in job order, every job run on one of the pool's workers, for
+    /// fewer jobs than workers and for more.
     #[test]
-    fn run_jobs_keeps_order_and_confines_nested_work() {
+    fn run_jobs_keeps_order_on_the_pools_workers() {
         let pool = worker_pool(2, usize::MAX).expect("pool");
         for count in [0, 1, 2, 7] {
-            let results = run_jobs(&pool, count, |k| (k, rayon::current_num_threads()));
+            let results = run_jobs(&pool, count, |k| (k, rayon::current_thread_index()));
             let order: Vec<usize> = results.iter().map(|(k, _)| *k).collect();
             assert_eq!(order, (0..count).collect::<Vec<_>>(), "{count} jobs");
-            let nested = if count < 2 { 2 } else { 1 };
-            assert!(results.iter().all(|(_, threads)| *threads == nested), "{count} jobs: {results:?}");
+            assert!(
+                results.iter().all(|(_, worker)| worker.is_some_and(|w| w < 2)),
+                "{count} jobs: {results:?}"
+            );
         }
     }
 
