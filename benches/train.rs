@@ -116,10 +116,10 @@ fn training(c: &mut Criterion) {
 
 /// The meta-loop's unit of work: K = 4 independent trainings on a pool of one worker (one
 /// core) or two, run as the meta-loop runs its K evaluations (`l2s_meta::run::run_jobs`,
-/// the pool made once, as by `meta.threads`): with K ≥ workers, a training per core. First the counting model (M = 96
-/// images of 64x64, 2 epochs; criterion reports trainings/s), then the reference network
-/// (one epoch over 4 batches of 32 each; images/s, to set against PyTorch training the same
-/// K networks one after the other).
+/// the pool made once, as by `meta.threads`): with K ≥ workers, a training per core.
+/// First the counting model (M = 96 images of 64x64, 2 epochs; criterion reports
+/// trainings/s), then the reference network (one epoch over 4 batches of 32 each; images/s,
+/// to set against PyTorch training the same K networks one after the other).
 fn meta_loop(c: &mut Criterion) {
     const K: usize = 4;
     let device = training_device(BackendChoice::Cpu);

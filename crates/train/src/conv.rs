@@ -172,17 +172,22 @@ fn nhwc_values(tensor: &FlexTensor) -> Cow<'_, [f32]> {
     if let Some(values) = nhwc_slice(tensor) {
         return Cow::Borrowed(values);
     }
-    let [batch, channels, height, width] = tensor.shape().dims::<4>();
-    let len = batch * channels * height * width;
+    let [_, channels, height, width] = tensor.shape().dims::<4>();
     let contiguous = tensor.to_contiguous();
     let nchw = contiguous.as_slice::<f32>().expect("a contiguous f32 tensor has a slice");
-    let (plane, mut nhwc) = (height * width, vec![0f32; len]);
-    for (dst, src) in nhwc.chunks_exact_mut(channels * plane).zip(nchw.chunks_exact(channels * plane)) {
-        for (c, src) in src.chunks_exact(plane).enumerate() {
-            dst[c..].iter_mut().step_by(channels).zip(src).for_each(|(d, s)| *d = *s);
+    Cow::Owned(transposed(nchw, channels, height * width))
+}
+
+/// Each `rows × cols` block of `values` (row-major) transposed to `cols × rows`: NCHW
+/// images to NHWC, weights between OIHW and im2col order.
+fn transposed(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut out = vec![0f32; values.len()];
+    for (dst, src) in out.chunks_exact_mut(rows * cols).zip(values.chunks_exact(rows * cols)) {
+        for (r, src) in src.chunks_exact(cols).enumerate() {
+            dst[r..].iter_mut().step_by(rows).zip(src).for_each(|(d, s)| *d = *s);
         }
     }
-    Cow::Owned(nhwc)
+    out
 }
 
 /// The values of an f32 NCHW tensor whose data lies in NHWC order, borrowed; `None` for
@@ -325,45 +330,12 @@ impl Geometry {
 
     /// OIHW weight → `[channels_out × depth]` in im2col order.
     fn weight_to_taps(&self, weight: &[f32]) -> Vec<f32> {
-        let (taps, ci) = (self.kernel[0] * self.kernel[1], self.channels_in);
-        let mut out = vec![0f32; weight.len()];
-        for (dst, src) in out.chunks_exact_mut(taps * ci).zip(weight.chunks_exact(taps * ci)) {
-            for (c, plane) in src.chunks_exact(taps).enumerate() {
-                dst[c..].iter_mut().step_by(ci).zip(plane).for_each(|(d, s)| *d = *s);
-            }
-        }
-        out
+        transposed(weight, self.channels_in, self.kernel[0] * self.kernel[1])
     }
 
     /// The inverse of [`Geometry::weight_to_taps`].
     fn weight_from_taps(&self, taps_major: &[f32]) -> Vec<f32> {
-        let (taps, ci) = (self.kernel[0] * self.kernel[1], self.channels_in);
-        let mut out = vec![0f32; taps_major.len()];
-        for (dst, src) in out.chunks_exact_mut(taps * ci).zip(taps_major.chunks_exact(taps * ci)) {
-            for (c, plane) in dst.chunks_exact_mut(taps).enumerate() {
-                plane.iter_mut().zip(src[c..].iter().step_by(ci)).for_each(|(d, s)| *d = *s);
-            }
-        }
-        out
-    }
-
-    /// The taps `0..kernel` of output index `o` along an axis of `size` inputs that land
-    /// inside, and the input index of the first of them.
-    #[inline(always)]
-    fn taps(
-        o: usize,
-        size: usize,
-        kernel: usize,
-        stride: usize,
-        dilation: usize,
-        padding: usize,
-    ) -> (Range<usize>, usize) {
-        // input index = o · stride + tap · dilation − padding, wanted in 0..size
-        let origin = o * stride;
-        let first = padding.saturating_sub(origin).div_ceil(dilation);
-        let end = (size + padding).saturating_sub(origin).div_ceil(dilation).min(kernel);
-        let first = first.min(end);
-        (first..end, (origin + first * dilation).saturating_sub(padding))
+        transposed(taps_major, self.kernel[0] * self.kernel[1], self.channels_in)
     }
 
     /// The output positions `rows` as runs along output rows: (index in `rows` of the
@@ -384,19 +356,19 @@ impl Geometry {
     }
 
     /// For each output index along `axis`: the kernel taps that land inside the image and
-    /// the input index of the first of them.
+    /// the input index of the first of them (the transpose of
+    /// [`Geometry::outputs_per_tap`]).
     fn axis_taps(&self, axis: usize) -> Vec<(Range<usize>, usize)> {
-        let size = [self.height, self.width][axis];
+        let (size, kernel, dilation, padding) =
+            ([self.height, self.width][axis], self.kernel[axis], self.dilation[axis], self.padding[axis]);
         (0..self.output[axis])
             .map(|o| {
-                Self::taps(
-                    o,
-                    size,
-                    self.kernel[axis],
-                    self.stride[axis],
-                    self.dilation[axis],
-                    self.padding[axis],
-                )
+                // input index = o · stride + tap · dilation − padding, wanted in 0..size
+                let origin = o * self.stride[axis];
+                let first = padding.saturating_sub(origin).div_ceil(dilation);
+                let end = (size + padding).saturating_sub(origin).div_ceil(dilation).min(kernel);
+                let first = first.min(end);
+                (first..end, (origin + first * dilation).saturating_sub(padding))
             })
             .collect()
     }
@@ -495,7 +467,7 @@ impl Geometry {
     }
 
     /// For each tap along `axis`: the output indices at which it lands inside the image
-    /// and the input index at the first of them.
+    /// and the input index at the first of them (the transpose of [`Geometry::axis_taps`]).
     fn outputs_per_tap(&self, axis: usize) -> Vec<(Range<usize>, usize)> {
         let (size, stride, padding) =
             ([self.height, self.width][axis], self.stride[axis], self.padding[axis]);
@@ -516,11 +488,12 @@ impl Geometry {
     fn im2col_planar(&self, x: &[f32], rows: Range<usize>, col: &mut [f32]) {
         let (n, plane, [kh, kw]) = (rows.len(), self.height * self.width, self.kernel);
         let (by_row_tap, by_column_tap) = (self.outputs_per_tap(0), self.outputs_per_tap(1));
+        let lines: Vec<_> = self.lines(rows).collect();
         for c in 0..self.channels_in {
             for (i, (ys, y0)) in by_row_tap.iter().enumerate() {
                 for (j, (xs, x0)) in by_column_tap.iter().enumerate() {
                     let row = &mut col[((c * kh + i) * kw + j) * n..][..n];
-                    for (n0, image, oy, oxs) in self.lines(rows.clone()) {
+                    for (n0, image, oy, oxs) in lines.iter().cloned() {
                         let dst = &mut row[n0..][..oxs.len()];
                         if !ys.contains(&oy) {
                             dst.fill(0.0);
@@ -627,7 +600,7 @@ impl Geometry {
                         }
                         if let Some(dx) = dx.as_deref_mut() {
                             // dcol[rows × k] = G[rows × co] · W[co × k], into col (no longer needed)
-                            let g = Matrix::row_major(g, rows.len(), co);
+                            let g = Matrix::row_major(g, r, co);
                             gemm_into(col, g, Matrix::row_major(weight, co, k), false);
                             self.col2im(col, rows, dx, first_image);
                         }
@@ -644,7 +617,7 @@ impl Geometry {
             add_assign(&mut bias_grad, &db);
         }
         if columns == Columns::Planar {
-            weight_grad = (0..co * k).map(|n| weight_grad[(n % k) * co + n / k]).collect();
+            weight_grad = transposed(&weight_grad, k, co);
         }
         Grads { input: input_grad.then_some(dx), weight: weight_grad, bias: bias_grad }
     }
@@ -700,7 +673,6 @@ fn gather(dst: &mut [f32], src: &[f32], stride: usize) {
 }
 
 /// `dst[i] += src[i]`.
-#[inline(always)]
 fn add_assign(dst: &mut [f32], src: &[f32]) {
     dst.iter_mut().zip(src).for_each(|(d, s)| *d += *s);
 }
