@@ -59,10 +59,10 @@ impl ReferenceCnn {
 }
 
 /// One epoch of the reference network over `data` in batches of [`BATCH`].
-/// The model is forked first, as `l2s_train`'s training loop does, so that concurrent
-/// trainings of clones of one model do not share autodiff nodes.
+/// The parameters first become new autodiff leaves, as in `l2s_train`'s training loop, so
+/// that concurrent trainings of clones of one model share no autodiff nodes.
 fn reference_epoch(model: ReferenceCnn, data: &Dataset, device: &Device, gemm: bool) -> ReferenceCnn {
-    let mut model = model.fork(device);
+    let mut model = model.valid().train();
     let mut optimiser = AdamConfig::new().init();
     let indices: Vec<usize> = (0..data.len()).collect();
     for batch in indices.chunks(BATCH) {

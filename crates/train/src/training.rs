@@ -71,20 +71,23 @@ pub(crate) fn fresh<M: Module>(device: &Device, seed: u64, build: impl FnOnce(&D
 
 /// Runs `config.epochs` epochs of Adam on `loss(model, batch indices)`.
 ///
-/// The model is forked first: its parameters get autodiff identities of their own. Without
-/// that, trainings that fine-tune clones of one start model at the same time (the
-/// meta-loop's K trainings) share parameter nodes, so burn merges their autodiff graphs
-/// across threads: one thread's backward can then free the other's steps, and burn 0.22's
-/// graph and locator locks, taken in opposite orders by a backward and a merge, deadlock
-/// (seen in the `meta_loop_cpu` bench).
+/// The model's parameters first become new autodiff leaves (`valid().train()`), tied to
+/// nothing of the start model's. Trainings that fine-tune clones of one start model at the
+/// same time (the meta-loop's K trainings) would otherwise share parameter nodes, so burn
+/// would merge their autodiff graphs across threads: one thread's backward can then free
+/// the other's steps, and burn 0.22's graph and locator locks, taken in opposite orders by
+/// a backward and a merge, deadlock (seen in the `meta_loop_cpu` bench). `Module::fork`
+/// is no way out: it records a device copy of every parameter in the start model's graph,
+/// which lives as long as the start model, so each training left its nodes there for good
+/// and every backward's graph sweep (`GraphCleaner`) walked them all: memory grew and the
+/// meta-loop slowed by half over 1,200 trainings.
 fn fit<M: Module>(
     model: M,
-    device: &Device,
     config: &TrainConfig,
     samples: usize,
     loss: impl Fn(&M, &[usize]) -> Tensor<1>,
 ) -> Trained<M> {
-    let mut model = model.fork(device);
+    let mut model = model.valid().train();
     let mut optimiser = AdamConfig::new().init();
     let mut order: Vec<usize> = (0..samples).collect();
     let mut epoch_losses = Vec::with_capacity(config.epochs);
@@ -121,7 +124,7 @@ pub fn train_counting(
     data.check(None)?;
     let model = start.unwrap_or_else(|| fresh(device, config.seed, |d| CountingCnnConfig::new().init(d)));
     let with_density = data.has_density();
-    Ok(fit(model, device, config, data.len(), |m, batch| {
+    Ok(fit(model, config, data.len(), |m, batch| {
         let density = m.forward_density(data.images(batch, device));
         let count_loss = (CountingCnn::counts(density.clone()) - data.counts(batch, device)).abs().mean();
         if !with_density {
@@ -170,7 +173,7 @@ pub fn train_segmentation(
         start.unwrap_or_else(|| fresh(device, config.seed, |d| SegmentationNetConfig::new(classes).init(d)));
     let criterion =
         CrossEntropyLossConfig::new().with_weights(Some(class_weights(data, classes))).init(device);
-    Ok(fit(model, device, config, data.len(), |m, batch| {
+    Ok(fit(model, config, data.len(), |m, batch| {
         let logits = m.forward(data.images(batch, device));
         let [b, c, h, w] = logits.dims();
         criterion.forward(logits.permute([0, 2, 3, 1]).reshape([b * h * w, c]), data.classes(batch, device))
