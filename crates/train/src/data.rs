@@ -310,7 +310,12 @@ impl Dataset {
 
     /// `[batch, 3, height, width]`.
     pub fn images(&self, indices: &[usize], device: &Device) -> Tensor<4> {
-        let values: Vec<f32> = indices.iter().flat_map(|i| self.samples[*i].image.iter().copied()).collect();
+        // One copy per image into a buffer of the batch's size (a flattening iterator grew
+        // the buffer value by value: 4 % of a small network's training step).
+        let mut values = Vec::with_capacity(indices.len() * 3 * self.height * self.width);
+        for &i in indices {
+            values.extend_from_slice(&self.samples[i].image);
+        }
         Tensor::from_data(TensorData::new(values, [indices.len(), 3, self.height, self.width]), device)
     }
 
