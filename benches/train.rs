@@ -53,8 +53,19 @@ impl ReferenceCnn {
                 self.activation.forward(conv.forward(x))
             };
         }
-        let [batch, channels, _, _] = x.dims();
-        self.head.forward(x.mean_dim(3).mean_dim(2).reshape([batch, channels]))
+        let [batch, channels, height, width] = x.dims();
+        let pooled = if gemm {
+            // `l2s_train::conv` hands out NHWC data under an NCHW view: the mean over
+            // [batch, height · width, channels] reads it as it lies, where a mean over the
+            // NCHW axes makes a contiguous copy first (3 % of a step at 128x128).
+            x.permute([0, 2, 3, 1])
+                .reshape([batch, height * width, channels])
+                .mean_dim(1)
+                .reshape([batch, channels])
+        } else {
+            x.mean_dim(3).mean_dim(2).reshape([batch, channels])
+        };
+        self.head.forward(pooled)
     }
 }
 

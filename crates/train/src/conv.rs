@@ -167,15 +167,14 @@ impl ConvReluBackend for Flex {
 
 /// The values of an f32 NCHW tensor in NHWC order: borrowed when they already lie that
 /// way (this module's outputs and input gradients are NHWC data under an NCHW view),
-/// else copied out.
+/// else copied out in one strided copy (flex's tiled one), whatever the layout: an NCHW
+/// tensor, or a broadcast view such as the gradient of a mean over the image.
 fn nhwc_values(tensor: &FlexTensor) -> Cow<'_, [f32]> {
     if let Some(values) = nhwc_slice(tensor) {
         return Cow::Borrowed(values);
     }
-    let [_, channels, height, width] = tensor.shape().dims::<4>();
-    let contiguous = tensor.to_contiguous();
-    let nchw = contiguous.as_slice::<f32>().expect("a contiguous f32 tensor has a slice");
-    Cow::Owned(transposed(nchw, channels, height * width))
+    let nhwc = tensor.permute(&[0, 2, 3, 1]).to_contiguous();
+    Cow::Owned(nhwc.into_data().try_into_vec::<f32>().expect("the GEMM path takes f32 tensors only"))
 }
 
 /// Each `rows × cols` block of `values` (row-major) transposed to `cols × rows`: NCHW
