@@ -11,6 +11,7 @@ use std::sync::atomic::{AtomicIsize, Ordering};
 use l2s_train::{BackendChoice, CountingCnnConfig, Dataset, TrainConfig, train_counting, training_device};
 
 /// The system allocator, keeping count of the bytes allocated and not yet freed.
+/// SAFETY (every method): the caller's contract is passed on to `System` unchanged.
 struct CountingAllocator;
 
 static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
