@@ -345,8 +345,11 @@ impl Dataset {
 
     /// `[batch * height * width]` class indices.
     pub fn classes(&self, indices: &[usize], device: &Device) -> Tensor<1, Int> {
-        let values: Vec<i64> =
-            indices.iter().flat_map(|i| self.samples[*i].classes.iter().map(|c| i64::from(*c))).collect();
+        // Filled per image from exact-size iterators, as `images` is, not grown value by value.
+        let mut values = Vec::with_capacity(indices.len() * self.height * self.width);
+        for &i in indices {
+            values.extend(self.samples[i].classes.iter().map(|c| i64::from(*c)));
+        }
         let n = values.len();
         Tensor::from_data(TensorData::new(values, [n]), device)
     }
