@@ -177,8 +177,8 @@ fn nhwc_values(tensor: &FlexTensor) -> Cow<'_, [f32]> {
     Cow::Owned(nhwc.into_data().try_into_vec::<f32>().expect("the GEMM path takes f32 tensors only"))
 }
 
-/// Each `rows × cols` block of `values` (row-major) transposed to `cols × rows`: NCHW
-/// images to NHWC, weights between OIHW and im2col order.
+/// Each `rows × cols` block of `values` (row-major) transposed to `cols × rows`: weights
+/// between OIHW and im2col order, and the planar weight gradient.
 fn transposed(values: &[f32], rows: usize, cols: usize) -> Vec<f32> {
     let mut out = vec![0f32; values.len()];
     for (dst, src) in out.chunks_exact_mut(rows * cols).zip(values.chunks_exact(rows * cols)) {
