@@ -19,6 +19,7 @@ fn toy_experiment(c: &mut Criterion) {
             let options = RunOptions {
                 config_path: root.join("configs/toy_gmm.ron"),
                 target: None,
+                target_data: None,
                 out: out.path().to_path_buf(),
                 seeds: None,
                 resume: false,

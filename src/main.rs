@@ -31,8 +31,12 @@ enum Command {
         #[arg(long, default_value = DEFAULT_CONFIG)]
         config: PathBuf,
         /// Target file replacing the one the config names.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "target_data")]
         target: Option<PathBuf>,
+        /// A labelled dataset directory as the target (KITTI semantic, Cityscapes or
+        /// `l2s render` layout), replacing the config's target (traffic experiments).
+        #[arg(long)]
+        target_data: Option<PathBuf>,
         /// Output directory [default: runs/<config name>].
         #[arg(long)]
         out: Option<PathBuf>,
@@ -179,8 +183,14 @@ fn bench_train() -> anyhow::Result<()> {
 
 fn bench_experiment(config: PathBuf) -> anyhow::Result<()> {
     let out = std::env::temp_dir().join(format!("l2s-bench-{}", std::process::id()));
-    let options =
-        RunOptions { config_path: config, target: None, out: out.clone(), seeds: None, resume: false };
+    let options = RunOptions {
+        config_path: config,
+        target: None,
+        target_data: None,
+        out: out.clone(),
+        seeds: None,
+        resume: false,
+    };
     let start = Instant::now();
     let summary = experiment::run(&options)?;
     let wall = start.elapsed().as_secs_f64();
@@ -254,9 +264,9 @@ fn train(
             ("counting", trained.epoch_losses, wall, result)
         }
         TrainTask::Segmentation => {
-            use l2s_render::SemanticClass;
-            let classes = SemanticClass::ALL.len();
-            let car = SemanticClass::Car.index();
+            let table = l2s_data::ClassMap::new(l2s_data::ClassMap::default_classes())?;
+            let classes = table.len();
+            let car = table.index_of("car").context("the class table has a car class")?;
             let trained = l2s_train::train_segmentation(&device, &config, classes, &train_set, None)?;
             let wall = start.elapsed().as_secs_f64();
             let m = l2s_train::evaluate_segmentation(&trained.model, &validation, classes, car, &device)?;
@@ -321,9 +331,9 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Experiment { config, target, out, seeds, resume } => {
+        Command::Experiment { config, target, target_data, out, seeds, resume } => {
             let out = out.unwrap_or_else(|| experiment::default_out(&config));
-            let options = RunOptions { config_path: config, target, out, seeds, resume };
+            let options = RunOptions { config_path: config, target, target_data, out, seeds, resume };
             experiment::run(&options).map(|summary| {
                 println!("{}", l2s_meta::report::summary_table(&summary));
                 println!("report: {}", options.out.join("report.md").display());

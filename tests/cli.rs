@@ -249,7 +249,16 @@ fn render_exports_a_dataset_and_refuses_to_overwrite_one() {
     let labels: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("labels.json")).expect("labels.json"))
             .expect("json");
-    assert_eq!(labels["classes"].as_array().map(Vec::len), Some(7));
+    // Cityscapes' own ids: lane markings are road, pickups truck 27, buses bus 28.
+    assert_eq!(labels["classes"].as_array().map(Vec::len), Some(8));
+    for i in 0..5 {
+        let ids =
+            image::open(out.join("semantic").join(format!("{i:06}.png"))).expect("semantic png").to_luma8();
+        assert!(
+            ids.pixels().all(|p| [7, 8, 11, 22, 23, 26, 27, 28].contains(&p[0])),
+            "frame {i}: an id outside Cityscapes' set"
+        );
+    }
     let frame: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("frames/000000.json")).expect("frame"))
             .expect("json");

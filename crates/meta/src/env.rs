@@ -42,6 +42,11 @@ pub trait Environment: Sync {
     /// test split.
     fn evaluate_target(&self, seed: u64) -> Result<Evaluation, BoxError>;
 
+    /// The table's name for what `evaluate_target` trains on.
+    fn target_label(&self) -> String {
+        "target ψ_real (upper bound)".into()
+    }
+
     /// How many evaluations may run at once (e.g. 1 for an environment bound to one GPU).
     fn max_parallel(&self) -> usize {
         usize::MAX

@@ -21,4 +21,4 @@ pub use env::{BoxError, Environment, Evaluation, Split};
 pub use policy::{Policy, PolicySample};
 pub use reinforce::Reinforce;
 pub use run::{MetaError, MetaOutcome, train_policy};
-pub use study::{MethodSummary, StudyConfig, StudyRunOptions, StudySummary, run_study};
+pub use study::{MethodSummary, MetricSummary, StudyConfig, StudyRunOptions, StudySummary, run_study};

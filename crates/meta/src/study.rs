@@ -10,7 +10,7 @@ use l2s_core::{ParamValues, SeedTree};
 use serde::{Deserialize, Serialize};
 
 use crate::config::MetaConfig;
-use crate::env::{BoxError, Environment, Split};
+use crate::env::{BoxError, Environment, Evaluation, Split};
 use crate::policy::uniform_sample;
 use crate::progress::Progress;
 use crate::run::{
@@ -41,6 +41,8 @@ pub struct StudyRunOptions {
     pub config_path: PathBuf,
     /// Replaces the config's target file.
     pub target: Option<PathBuf>,
+    /// A target dataset directory replacing the config's target (`--target-data`).
+    pub target_data: Option<PathBuf>,
     /// Output directory.
     pub out: PathBuf,
     /// Replaces the config's number of seeds.
@@ -84,6 +86,18 @@ pub struct MethodSummary {
     pub final_trainings: usize,
     /// Wall time per seed, mean over seeds.
     pub wall_s: f64,
+    /// The environment's further metrics (e.g. mIoU, per-class IoU): mean and sample
+    /// standard deviation over seeds of each seed's mean over its final trainings.
+    #[serde(default)]
+    pub metrics: Vec<MetricSummary>,
+}
+
+/// One further metric of a method, over seeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MetricSummary {
+    pub name: String,
+    pub mean: f64,
+    pub std: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -119,6 +133,27 @@ struct SeedResult {
 struct Score {
     mean: f64,
     wall_s: f64,
+    /// Each further metric's mean over the final trainings.
+    #[serde(default)]
+    metrics: Vec<(String, f64)>,
+}
+
+impl Score {
+    /// The mean reward and metrics of `evals` (none empty).
+    fn of(evals: &[Evaluation], wall_s: f64) -> Self {
+        let n = evals.len().max(1) as f64;
+        let mut metrics: Vec<(String, f64)> = Vec::new();
+        for e in evals {
+            for (name, value) in &e.metrics {
+                match metrics.iter_mut().find(|(n, _)| n == name) {
+                    Some((_, sum)) => *sum += value,
+                    None => metrics.push((name.clone(), *value)),
+                }
+            }
+        }
+        metrics.iter_mut().for_each(|(_, sum)| *sum /= n);
+        Self { mean: evals.iter().map(|e| e.reward).sum::<f64>() / n, wall_s, metrics }
+    }
 }
 
 /// One seed's learned policy, for reports.
@@ -183,6 +218,7 @@ where
     let mut results = Vec::with_capacity(study.seeds);
     let mut runs = Vec::with_capacity(study.seeds);
     let mut space = None;
+    let mut target_label = String::from("target ψ_real (upper bound)");
     let mut metric = String::new();
     for s in 0..study.seeds {
         let seeds = master.child("seed").index(s as u64);
@@ -228,6 +264,7 @@ where
             result.target.mean
         ));
         space = Some(env.space().clone());
+        target_label = env.target_label();
         results.push(result);
         runs.push(SeedRun { seeds, outcome });
     }
@@ -237,6 +274,20 @@ where
         let per_seed: Vec<f64> = results.iter().map(|r| pick(r).mean).collect();
         let (mean, std) = mean_std(&per_seed);
         let wall_s = results.iter().map(|r| pick(r).wall_s).sum::<f64>() / results.len() as f64;
+        let names: Vec<String> = results
+            .first()
+            .map_or_else(Vec::new, |r| pick(r).metrics.iter().map(|(n, _)| n.clone()).collect());
+        let metrics = names
+            .into_iter()
+            .map(|name| {
+                let values: Vec<f64> = results
+                    .iter()
+                    .filter_map(|r| pick(r).metrics.iter().find(|(n, _)| *n == name).map(|(_, v)| *v))
+                    .collect();
+                let (mean, std) = mean_std(&values);
+                MetricSummary { name, mean, std }
+            })
+            .collect();
         MethodSummary {
             method: method.into(),
             label: label.into(),
@@ -246,6 +297,7 @@ where
             search_trainings: search,
             final_trainings: study.final_trainings,
             wall_s,
+            metrics,
         }
     };
     let methods = vec![
@@ -254,7 +306,7 @@ where
             &r.random_search
         }),
         row("learned", "learned ψ* (policy mode)", budget, &|r| &r.learned),
-        row("target", "target ψ_real (upper bound)", 0, &|r| &r.target),
+        row("target", &target_label, 0, &|r| &r.target),
     ];
     let describe = |pick: &dyn Fn(&SeedResult) -> &ParamValues| -> Vec<Vec<(String, String)>> {
         results.iter().map(|r| space.as_ref().map(|sp| sp.describe(pick(r))).unwrap_or_default()).collect()
@@ -304,19 +356,19 @@ fn evaluate_seed<E: Environment>(
     let pool = worker_pool(meta.threads, env.max_parallel())?;
     let space = env.space();
     let finals = study.final_trainings as u64;
-    let test_on = |psi: &ParamValues, label: &str| -> Result<f64, MetaError> {
-        let jobs: Vec<(ParamValues, u64)> =
-            (0..finals).map(|j| (psi.clone(), seeds.child(label).index(j).seed())).collect();
-        let evals = evaluate_all(env, &pool, &jobs, Split::Test, label, progress)?;
-        Ok(evals.iter().map(|e| e.reward).sum::<f64>() / finals as f64)
-    };
+    let test_on =
+        |psi: &ParamValues, label: &str, start: Instant, extra_s: f64| -> Result<Score, MetaError> {
+            let jobs: Vec<(ParamValues, u64)> =
+                (0..finals).map(|j| (psi.clone(), seeds.child(label).index(j).seed())).collect();
+            let evals = evaluate_all(env, &pool, &jobs, Split::Test, label, progress)?;
+            Ok(Score::of(&evals, extra_s + start.elapsed().as_secs_f64()))
+        };
     let phase = |what: &str| progress.phase(what.to_string());
 
     phase("testing ψ*");
     let start = Instant::now();
     let psi_star = outcome.policy.mode();
-    let learned =
-        Score { mean: test_on(&psi_star, "final-learned")?, wall_s: learn_s + start.elapsed().as_secs_f64() };
+    let learned = test_on(&psi_star, "final-learned", start, learn_s)?;
 
     phase("random ψ");
     let start = Instant::now();
@@ -327,10 +379,7 @@ fn evaluate_seed<E: Environment>(
         })
         .collect();
     let evals = evaluate_all(env, &pool, &jobs, Split::Test, "random ψ", progress)?;
-    let random = Score {
-        mean: evals.iter().map(|e| e.reward).sum::<f64>() / finals as f64,
-        wall_s: start.elapsed().as_secs_f64(),
-    };
+    let random = Score::of(&evals, start.elapsed().as_secs_f64());
 
     phase("random search");
     let start = Instant::now();
@@ -351,23 +400,19 @@ fn evaluate_seed<E: Environment>(
         }
     }
     let search_best = best.map_or_else(|| outcome.policy.mode(), |(_, psi)| psi);
-    let random_search =
-        Score { mean: test_on(&search_best, "final-search")?, wall_s: start.elapsed().as_secs_f64() };
+    let random_search = test_on(&search_best, "final-search", start, 0.0)?;
 
-    phase("target ψ_real");
+    let target_label = env.target_label();
+    phase(&target_label);
     let start = Instant::now();
-    let target_scores = run_jobs(&pool, study.final_trainings, |j| {
+    let target_evals = run_jobs(&pool, study.final_trainings, |j| {
         env.evaluate_target(seeds.child("final-target").index(j as u64).seed())
-            .map(|e| e.reward)
-            .map_err(|source| MetaError::Environment { what: "target ψ_real".into(), source })
+            .map_err(|source| MetaError::Environment { what: target_label.clone(), source })
     })
     .into_iter()
-    .collect::<Result<Vec<f64>, MetaError>>()?;
+    .collect::<Result<Vec<Evaluation>, MetaError>>()?;
     progress.advance(finals);
-    let target = Score {
-        mean: target_scores.iter().sum::<f64>() / finals as f64,
-        wall_s: start.elapsed().as_secs_f64(),
-    };
+    let target = Score::of(&target_evals, start.elapsed().as_secs_f64());
     Ok(SeedResult { learned, random, random_search, target, psi_star, search_best })
 }
 
@@ -379,6 +424,7 @@ mod tests {
         StudyRunOptions {
             config_path: PathBuf::from("configs/exp.ron"),
             target: target.map(PathBuf::from),
+            target_data: None,
             out: PathBuf::from("runs/exp"),
             seeds,
             resume: false,

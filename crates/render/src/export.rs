@@ -16,7 +16,6 @@ use serde::{Deserialize, Serialize};
 
 use crate::frame::{Frame, VisibleCar};
 use crate::headless::{RenderError, RenderSettings, Renderer};
-use crate::labels::SemanticClass;
 use crate::spawn;
 
 /// What `l2s render` reads: ψ, the master seed and how to render.
@@ -212,9 +211,11 @@ fn occlusion_level(car: &VisibleCar, projected_area: f32) -> u8 {
 
 /// `labels.json`: every class with its Cityscapes id and colour, and the car types.
 pub fn labels_json() -> serde_json::Value {
-    let classes: Vec<_> = SemanticClass::ALL
+    use l2s_data::cityscapes::{LABEL_NAMES, colour, id};
+    let written = [id::ROAD, id::SIDEWALK, id::BUILDING, id::TERRAIN, id::SKY, id::CAR, id::TRUCK, id::BUS];
+    let classes: Vec<_> = written
         .iter()
-        .map(|c| serde_json::json!({ "id": c.id(), "name": c.name(), "colour": c.colour() }))
+        .map(|&i| serde_json::json!({ "id": i, "name": LABEL_NAMES[usize::from(i)], "colour": colour(i) }))
         .collect();
     let cars: Vec<_> = CarType::ALL
         .iter()
@@ -223,7 +224,7 @@ pub fn labels_json() -> serde_json::Value {
     serde_json::json!({
         "classes": classes,
         "car_types": cars,
-        "semantic": "semantic/*.png: 8-bit Cityscapes label ids",
+        "semantic": "semantic/*.png: 8-bit Cityscapes label ids by Cityscapes' definitions: lane markings are road 7; sedans, SUVs and vans car 26; pickups truck 27; buses bus 28",
         "instance": "instance/*.png: 16-bit car instance ids, 0 = no car",
         "depth": "depth/*.png: 16-bit, metres x 256 along the view axis, 0 = sky",
     })
@@ -241,7 +242,7 @@ pub fn write_frame(
         ImageBuffer::from_raw(w, h, frame.rgb.as_slice()).ok_or_else(|| size_error(out))?;
     save(&out.join("image_2").join(format!("{name}.png")), &rgb)?;
     let semantic: ImageBuffer<Luma<u8>, _> =
-        ImageBuffer::from_raw(w, h, frame.classes.as_slice()).ok_or_else(|| size_error(out))?;
+        ImageBuffer::from_raw(w, h, frame.cityscapes_ids()).ok_or_else(|| size_error(out))?;
     save(&out.join("semantic").join(format!("{name}.png")), &semantic)?;
     let instance: ImageBuffer<Luma<u16>, _> =
         ImageBuffer::from_raw(w, h, frame.instances.as_slice()).ok_or_else(|| size_error(out))?;

@@ -44,6 +44,46 @@ pub struct Frame {
 }
 
 impl Frame {
+    /// Cityscapes label ids by Cityscapes' own definitions: lane markings are road (7), and a
+    /// car pixel is car 26 (sedan, SUV, van), truck 27 (pickup) or bus 28 by its car's type.
+    pub fn cityscapes_ids(&self) -> Vec<u8> {
+        use l2s_data::cityscapes::id;
+        let kinds: std::collections::HashMap<u16, u8> = self
+            .cars
+            .iter()
+            .filter_map(|car| {
+                let label = match car.kind {
+                    CarType::Sedan | CarType::Suv | CarType::Van => id::CAR,
+                    CarType::Pickup => id::TRUCK,
+                    CarType::Bus => id::BUS,
+                };
+                Some((u16::try_from(car.id).ok()?, label))
+            })
+            .collect();
+        self.classes
+            .iter()
+            .zip(&self.instances)
+            .map(|(&class, instance)| match SemanticClass::from_id(class) {
+                Some(SemanticClass::LaneMarking) => id::ROAD,
+                Some(SemanticClass::Car) => kinds.get(instance).copied().unwrap_or(id::CAR),
+                _ => class,
+            })
+            .collect()
+    }
+
+    /// The frame as the sample contract every reader shares: RGB, Cityscapes ids
+    /// ([`Frame::cityscapes_ids`]) and the counted cars per type.
+    pub fn labelled_image(&self, name: String) -> l2s_data::LabelledImage {
+        l2s_data::LabelledImage {
+            name,
+            width: self.width,
+            height: self.height,
+            rgb: self.rgb.clone(),
+            label_ids: Some(self.cityscapes_ids()),
+            counts: Some(self.counts),
+        }
+    }
+
     /// RGB next to the class map in Cityscapes colours, for figures and reports.
     pub fn side_by_side(&self) -> image::RgbImage {
         let (w, h) = (self.width, self.height);

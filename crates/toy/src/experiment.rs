@@ -50,6 +50,11 @@ pub enum ToyError {
     Meta(#[from] MetaError),
     #[error(transparent)]
     Plot(#[from] PlotError),
+    #[error(
+        "--target-data `{}`: the toy experiment's target is a Gaussian mixture, not a dataset\n  hint: --target-data is for the CarCounting and Segmentation configs; give the toy a mixture with --target FILE",
+        .0.display()
+    )]
+    TargetData(std::path::PathBuf),
 }
 
 /// Runs the study, then writes `summary.json`, `report.md` and the figures into `options.out`.
@@ -58,6 +63,9 @@ pub fn run_toy_experiment(
     options: &StudyRunOptions,
 ) -> Result<StudySummary, ToyError> {
     let start = Instant::now();
+    if let Some(dir) = &options.target_data {
+        return Err(ToyError::TargetData(dir.clone()));
+    }
     let target_path = options.target_path(&config.target);
     let target: Mixture = load_ron(&target_path)?;
     options.apply_seeds(&mut config.study)?;

@@ -6,14 +6,17 @@ use std::time::Instant;
 
 use l2s_core::config::{InvalidField, Validate, check_count, check_range};
 use l2s_core::{ParamSpace, ParamValues, SeedTree};
+use l2s_data::ClassMap;
 use l2s_meta::progress::Progress;
 use l2s_meta::{BoxError, Environment, Evaluation, Split};
 use l2s_render::{Frame, Renderer, SemanticClass};
 use l2s_scene::{SceneDescription, TrafficParams, sample_scene};
 use l2s_train::{
-    CountingCnn, Dataset, Sample, SegmentationNet, TrainConfig, count_density, evaluate_counting,
+    CountingCnn, Dataset, IGNORE, Sample, SegmentationNet, TrainConfig, count_density, evaluate_counting,
     evaluate_segmentation, train_counting, train_segmentation,
 };
+
+use crate::target_data::DataTarget;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
@@ -100,6 +103,15 @@ impl Validate for Target {
         self.scene.validate().map_err(|e| e.within("scene"))?;
         self.domain.validate().map_err(|e| e.within("domain"))
     }
+}
+
+/// What a study's models are scored against.
+#[derive(Debug, Clone)]
+pub enum TargetDomain {
+    /// ψ_real of the simulator itself, plus a domain shift.
+    Simulated(Target),
+    /// A labelled dataset on disk.
+    Data(Arc<DataTarget>),
 }
 
 /// Sizes of the generated and held-out sets.
@@ -223,25 +235,107 @@ enum StartModel {
     Segmentation(Box<SegmentationNet>),
 }
 
-/// Class index (0..7) of every pixel, in [`SemanticClass::ALL`] order.
-fn class_indices(frame: &Frame) -> Vec<u8> {
-    let mut lut = [0u8; 256];
-    for (i, class) in SemanticClass::ALL.iter().enumerate() {
-        lut[usize::from(class.id())] = i as u8;
+/// The segmentation model's classes.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClassScheme {
+    /// The renderer's own classes ([`SemanticClass::ALL`], lane markings apart): targets
+    /// rendered by the simulator itself.
+    Renderer,
+    /// A table over Cityscapes ids ([`Frame::cityscapes_ids`] for rendered frames; the
+    /// files' ids for a dataset on disk); other ids are ignored.
+    Table(ClassMap),
+}
+
+impl ClassScheme {
+    pub fn len(&self) -> usize {
+        match self {
+            ClassScheme::Renderer => SemanticClass::ALL.len(),
+            ClassScheme::Table(map) => map.len(),
+        }
     }
-    frame.classes.iter().map(|&id| lut[usize::from(id)]).collect()
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The class whose IoU is the reward.
+    pub fn car(&self) -> usize {
+        match self {
+            ClassScheme::Renderer => SemanticClass::Car.index(),
+            ClassScheme::Table(map) => map.index_of("car").unwrap_or(0),
+        }
+    }
+
+    pub fn name(&self, class: usize) -> String {
+        match self {
+            ClassScheme::Renderer => SemanticClass::ALL.get(class).map_or("?", |c| c.name()).to_string(),
+            ClassScheme::Table(map) => {
+                map.classes().get(class).map_or_else(|| "?".into(), |c| c.name.clone())
+            }
+        }
+    }
+
+    /// A class's colour in figures (black for ignored pixels).
+    pub fn colour(&self, class: u8) -> [u8; 3] {
+        match self {
+            ClassScheme::Renderer => {
+                SemanticClass::ALL.get(usize::from(class)).map_or([0, 0, 0], |c| c.colour())
+            }
+            ClassScheme::Table(map) if class != IGNORE => {
+                l2s_data::cityscapes::colour(map.label_id_of(class))
+            }
+            ClassScheme::Table(_) => [0, 0, 0],
+        }
+    }
+
+    /// Class index of every pixel of a rendered frame.
+    pub fn indices(&self, frame: &Frame) -> Vec<u8> {
+        match self {
+            ClassScheme::Renderer => {
+                let mut lut = [0u8; 256];
+                for (i, class) in SemanticClass::ALL.iter().enumerate() {
+                    lut[usize::from(class.id())] = i as u8;
+                }
+                frame.classes.iter().map(|&id| lut[usize::from(id)]).collect()
+            }
+            ClassScheme::Table(map) => map.map(&frame.cityscapes_ids()),
+        }
+    }
+}
+
+/// How rendered frames become a study's samples: their classes, and the camera's field of
+/// view (a target dataset's, so rendered and target images are framed alike).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleFormat {
+    pub classes: ClassScheme,
+    /// Replaces the sampled scene's vertical field of view; None keeps it.
+    pub vertical_fov_deg: Option<f64>,
+}
+
+impl SampleFormat {
+    /// The renderer's classes and camera: targets rendered by the simulator itself.
+    pub fn renderer() -> Self {
+        Self { classes: ClassScheme::Renderer, vertical_fov_deg: None }
+    }
 }
 
 /// Renders `n` scenes of `params` (seeds from `tree`) and turns them into training samples.
 pub fn render_dataset(
     renderer: &Mutex<Renderer>,
+    format: &SampleFormat,
     params: &TrafficParams,
     tree: &SeedTree,
     n: usize,
     domain: Option<&DomainShift>,
 ) -> Result<(Dataset, Vec<Frame>), BoxError> {
     let scenes: Vec<SceneDescription> = (0..n)
-        .map(|i| sample_scene(params, tree.child("scene").index(i as u64).seed()))
+        .map(|i| {
+            let mut scene = sample_scene(params, tree.child("scene").index(i as u64).seed())?;
+            if let Some(fov) = format.vertical_fov_deg {
+                scene.camera.vertical_fov_deg = fov;
+            }
+            Ok::<_, BoxError>(scene)
+        })
         .collect::<Result<_, _>>()?;
     let frames = renderer.lock().unwrap_or_else(PoisonError::into_inner).render(&scenes)?;
     let (w, h) = frames.first().map_or((0, 0), |f| (f.width as usize, f.height as usize));
@@ -255,7 +349,7 @@ pub fn render_dataset(
                 .filter(|car| car.counted)
                 .filter_map(|car| Some((u16::try_from(car.id).ok()?, car.kind.index())))
                 .collect();
-            let mut sample = Sample::from_rgb8(&f.rgb, w, h, counts, class_indices(f))
+            let mut sample = Sample::from_rgb8(&f.rgb, w, h, counts, format.classes.indices(f))
                 .with_density(count_density(w, h, &f.instances, &counted));
             if let Some(domain) = domain {
                 domain.apply(&mut sample.image, f.scene.seed);
@@ -295,7 +389,8 @@ impl PhaseTimes {
 pub struct TrafficEnv {
     task: Task,
     learned: LearnedSpace,
-    target: Target,
+    target: TargetDomain,
+    format: SampleFormat,
     data: DataConfig,
     train: TrainSettings,
     renderer: Arc<Mutex<Renderer>>,
@@ -319,7 +414,8 @@ impl TrafficEnv {
     pub fn new(
         task: Task,
         learned: LearnedSpace,
-        target: Target,
+        target: TargetDomain,
+        format: SampleFormat,
         data: DataConfig,
         train: TrainSettings,
         renderer: Arc<Mutex<Renderer>>,
@@ -329,25 +425,29 @@ impl TrafficEnv {
         progress: Progress,
     ) -> Result<Self, BoxError> {
         let started = Instant::now();
-        let (validation, _) = render_dataset(
-            &renderer,
-            &target.scene,
-            &seeds.child("validation"),
-            data.validation_samples,
-            Some(&target.domain),
-        )?;
-        let (test, _) = render_dataset(
-            &renderer,
-            &target.scene,
-            &seeds.child("test"),
-            data.test_samples,
-            Some(&target.domain),
-        )?;
+        let (validation, test) = match &target {
+            TargetDomain::Simulated(target) => {
+                let render = |label: &str, n: usize| {
+                    render_dataset(
+                        &renderer,
+                        &format,
+                        &target.scene,
+                        &seeds.child(label),
+                        n,
+                        Some(&target.domain),
+                    )
+                    .map(|(data, _)| data)
+                };
+                (render("validation", data.validation_samples)?, render("test", data.test_samples)?)
+            }
+            TargetDomain::Data(target) => (target.validation.clone(), target.test.clone()),
+        };
         PhaseTimes::add(&times.render_us, started);
         let env = Self {
             task,
             learned,
             target,
+            format,
             data,
             train,
             renderer,
@@ -371,7 +471,8 @@ impl TrafficEnv {
         self.progress.detail(format!("rendering {} images of the base ψ for the shared start", warm.samples));
         let started = Instant::now();
         let base = self.learned.base()?;
-        let (data, _) = render_dataset(&self.renderer, &base, &tree.child("render"), warm.samples, None)?;
+        let (data, _) =
+            render_dataset(&self.renderer, &self.format, &base, &tree.child("render"), warm.samples, None)?;
         PhaseTimes::add(&self.times.render_us, started);
         self.progress.detail(format!(
             "training the shared start ({} epochs on {} images)",
@@ -385,7 +486,7 @@ impl TrafficEnv {
                 StartModel::Counting(Box::new(train_counting(&self.device, &config, &data, None)?.model))
             }
             Task::Segmentation => StartModel::Segmentation(Box::new(
-                train_segmentation(&self.device, &config, SemanticClass::ALL.len(), &data, None)?.model,
+                train_segmentation(&self.device, &config, self.format.classes.len(), &data, None)?.model,
             )),
         };
         PhaseTimes::add(&self.times.train_us, started);
@@ -400,8 +501,42 @@ impl TrafficEnv {
         &self.renderer
     }
 
-    pub fn target(&self) -> &Target {
+    pub fn target(&self) -> &TargetDomain {
         &self.target
+    }
+
+    pub fn format(&self) -> &SampleFormat {
+        &self.format
+    }
+
+    pub fn device(&self) -> &l2s_train::Device {
+        &self.device
+    }
+
+    /// Trains a segmentation model on `data` as every evaluation does (from the shared
+    /// start when there is one), for predictions outside the study.
+    pub fn train_segmentation_model(&self, data: &Dataset, seed: u64) -> Result<SegmentationNet, BoxError> {
+        let config = self.train.config(self.train.epochs, seed);
+        let start = match self.start.lock().unwrap_or_else(PoisonError::into_inner).clone() {
+            Some(StartModel::Segmentation(model)) => Some(*model),
+            _ => None,
+        };
+        Ok(train_segmentation(&self.device, &config, self.format.classes.len(), data, start)?.model)
+    }
+
+    /// Renders the training set of one evaluation of `psi` with `seed`, as `evaluate` does.
+    pub fn render_training_set(&self, psi: &ParamValues, seed: u64) -> Result<Dataset, BoxError> {
+        let params = self.learned.params(psi)?;
+        let tree = SeedTree::new(seed);
+        let (data, _) = render_dataset(
+            &self.renderer,
+            &self.format,
+            &params,
+            &tree.child("render"),
+            self.data.train_samples,
+            None,
+        )?;
+        Ok(data)
     }
 
     /// Trains on `data` with `seed` and scores on `split`.
@@ -435,7 +570,7 @@ impl TrafficEnv {
                 Ok(Evaluation { reward: -m.mae, metrics })
             }
             Task::Segmentation => {
-                let classes = SemanticClass::ALL.len();
+                let classes = self.format.classes.len();
                 let start = match start {
                     Some(StartModel::Segmentation(model)) => Some(*model),
                     _ => None,
@@ -448,14 +583,16 @@ impl TrafficEnv {
                     &trained.model,
                     held_out,
                     classes,
-                    SemanticClass::Car.index(),
+                    self.format.classes.car(),
                     &self.device,
                 )?;
                 PhaseTimes::add(&self.times.score_us, scoring);
-                Ok(Evaluation {
-                    reward: m.car_iou,
-                    metrics: vec![("car_iou".to_string(), m.car_iou), ("mean_iou".to_string(), m.mean_iou)],
-                })
+                let mut metrics =
+                    vec![("car_iou".to_string(), m.car_iou), ("mean_iou".to_string(), m.mean_iou)];
+                for (class, iou) in m.iou.iter().enumerate() {
+                    metrics.push((format!("iou.{}", self.format.classes.name(class)), iou.unwrap_or(0.0)));
+                }
+                Ok(Evaluation { reward: m.car_iou, metrics })
             }
         }
     }
@@ -471,28 +608,42 @@ impl Environment for TrafficEnv {
     }
 
     fn evaluate(&self, psi: &ParamValues, seed: u64, split: Split) -> Result<Evaluation, BoxError> {
-        let params = self.learned.params(psi)?;
-        let tree = SeedTree::new(seed);
         self.progress.detail(format!("rendering {} images", self.data.train_samples));
         let started = Instant::now();
-        let (data, _) =
-            render_dataset(&self.renderer, &params, &tree.child("render"), self.data.train_samples, None)?;
+        let data = self.render_training_set(psi, seed)?;
         PhaseTimes::add(&self.times.render_us, started);
-        self.train_and_score(&data, tree.child("train").seed(), split)
+        self.train_and_score(&data, SeedTree::new(seed).child("train").seed(), split)
     }
 
     fn evaluate_target(&self, seed: u64) -> Result<Evaluation, BoxError> {
         let tree = SeedTree::new(seed);
-        self.progress.detail(format!("rendering {} target images", self.data.train_samples));
-        let started = Instant::now();
-        let (data, _) = render_dataset(
-            &self.renderer,
-            &self.target.scene,
-            &tree.child("render"),
-            self.data.train_samples,
-            Some(&self.target.domain),
-        )?;
-        PhaseTimes::add(&self.times.render_us, started);
-        self.train_and_score(&data, tree.child("train").seed(), Split::Test)
+        match &self.target {
+            TargetDomain::Simulated(target) => {
+                self.progress.detail(format!("rendering {} target images", self.data.train_samples));
+                let started = Instant::now();
+                let (data, _) = render_dataset(
+                    &self.renderer,
+                    &self.format,
+                    &target.scene,
+                    &tree.child("render"),
+                    self.data.train_samples,
+                    Some(&target.domain),
+                )?;
+                PhaseTimes::add(&self.times.render_us, started);
+                self.train_and_score(&data, tree.child("train").seed(), Split::Test)
+            }
+            TargetDomain::Data(target) => {
+                self.train_and_score(&target.oracle, tree.child("train").seed(), Split::Test)
+            }
+        }
+    }
+
+    fn target_label(&self) -> String {
+        match &self.target {
+            TargetDomain::Simulated(_) => "target ψ_real (upper bound)".into(),
+            TargetDomain::Data(target) => {
+                format!("oracle: trained on {} target images (upper bound)", target.oracle.len())
+            }
+        }
     }
 }

@@ -15,14 +15,16 @@ use l2s_meta::progress::Progress;
 use l2s_meta::report::{PlotError, plot_psi_trajectories, plot_reward_curve, summary_table, write_summary};
 use l2s_meta::study::study_trainings;
 use l2s_meta::{BoxError, MetaConfig, MetaError, StudyConfig, StudyRunOptions, StudySummary, run_study};
-use l2s_render::{Frame, RenderError, RenderSettings, Renderer};
+use l2s_render::{RenderError, RenderSettings, Renderer};
 use l2s_scene::TrafficParams;
 use l2s_train::{BackendChoice, training_device};
 use serde::{Deserialize, Serialize};
 
 use crate::env::{
-    DataConfig, LearnedSpace, PhaseTimes, Target, Task, TrafficEnv, TrainSettings, render_dataset,
+    ClassScheme, DataConfig, LearnedSpace, PhaseTimes, SampleFormat, Target, TargetDomain, Task, TrafficEnv,
+    TrainSettings, render_dataset,
 };
+use crate::target_data::{TargetDataConfig, load_data_target};
 
 /// `configs/car_counting.ron` and `configs/segmentation.ron` (the task is the config's
 /// top-level name).
@@ -31,8 +33,13 @@ use crate::env::{
 pub struct TrafficConfig {
     /// Master seed: every other seed derives from it.
     pub seed: u64,
-    /// RON file of the target ψ_real and its domain shift, relative to this config.
-    pub target: PathBuf,
+    /// RON file of the target ψ_real and its domain shift, relative to this config (or
+    /// `target_data`).
+    #[serde(default)]
+    pub target: Option<PathBuf>,
+    /// A labelled dataset on disk as the target (or `target`).
+    #[serde(default)]
+    pub target_data: Option<TargetDataConfig>,
     /// Dimensions of ψ the policy learns (names as in the traffic space); the rest stay at `base`.
     pub learn: Vec<String>,
     /// ψ for the dimensions that are not learned.
@@ -50,6 +57,19 @@ pub struct TrafficConfig {
 
 impl Validate for TrafficConfig {
     fn validate(&self) -> Result<(), InvalidField> {
+        match (&self.target, &self.target_data) {
+            (Some(_), Some(_)) => {
+                return Err(InvalidField::new("target", "and `target_data` are both given; keep one"));
+            }
+            (None, None) => {
+                return Err(InvalidField::new(
+                    "target",
+                    "is missing: give `target: \"targets/traffic.ron\"` (ψ_real) or `target_data: (dir: ...)` (a dataset)",
+                ));
+            }
+            (None, Some(data)) => data.validate().map_err(|e| e.within("target_data"))?,
+            (Some(_), None) => {}
+        }
         LearnedSpace::new(&self.learn, &self.base)?;
         self.base.validate().map_err(|e| e.within("base"))?;
         self.render.validate().map_err(|e| e.within("render"))?;
@@ -72,6 +92,10 @@ pub enum TrafficError {
     Plot(#[from] PlotError),
     #[error(transparent)]
     Render(#[from] RenderError),
+    #[error("target data: {0}")]
+    TargetData(#[from] l2s_data::DataError),
+    #[error("{what}: {source}")]
+    Run { what: String, source: BoxError },
     #[error("cannot write `{}`: {source}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
 }
@@ -83,11 +107,80 @@ pub fn run_traffic_experiment(
     options: &StudyRunOptions,
 ) -> Result<StudySummary, TrafficError> {
     let start = Instant::now();
-    let target_path = options.target_path(&config.target);
-    let target: Target = load_ron(&target_path)?;
+    if task == Task::Segmentation && (config.render.width % 4 != 0 || config.render.height % 4 != 0) {
+        return Err(TrafficError::Invalid(InvalidField::new(
+            "render",
+            format!(
+                "is {}x{}; the segmentation U-Net halves the image twice, so width and height must be multiples of 4",
+                config.render.width, config.render.height
+            ),
+        )));
+    }
     options.apply_seeds(&mut config.study)?;
     let learned = LearnedSpace::new(&config.learn, &config.base)?;
-    let fingerprint = serde_json::to_string(&(task, &config, &target)).unwrap_or_default();
+    let resolve = |p: &Path| l2s_core::config::resolve_beside(&options.config_path, p);
+    // `--target-data` beats `--target`, which beats the config's own target.
+    let data_target = match (&options.target_data, &options.target, &config.target_data) {
+        (Some(dir), _, configured) => Some(match configured {
+            Some(c) => (TargetDataConfig { dir: dir.clone(), ..c.clone() }, dir.clone()),
+            None => (TargetDataConfig::with_dir(dir.clone()), dir.clone()),
+        }),
+        (None, None, Some(c)) => Some((c.clone(), resolve(&c.dir))),
+        _ => None,
+    };
+    let (target, format, target_text, fingerprint) = match data_target {
+        Some((data_config, dir)) => {
+            data_config.validate().map_err(|e| e.within("target_data"))?;
+            let framing = l2s_data::Framing { width: config.render.width, height: config.render.height };
+            let loaded = load_data_target(
+                &data_config,
+                &dir,
+                task,
+                framing,
+                &config.data,
+                SeedTree::new(config.seed).child("target-split"),
+                resolve,
+            )?;
+            let classes = match task {
+                Task::Segmentation => ClassScheme::Table(data_config.class_map()?),
+                Task::Counting => ClassScheme::Renderer,
+            };
+            let format = SampleFormat { classes, vertical_fov_deg: loaded.vertical_fov_deg };
+            let text = format!(
+                "the dataset `{}` ({:?} layout, {} images of {}x{}, each centre-cropped to the model's aspect ratio and \
+                 scaled to {}x{}: RGB bilinear, labels nearest-neighbour); validation {}, test {} and oracle {} images drawn \
+                 by the master seed; the renderer's camera field of view: {}",
+                dir.display(),
+                loaded.layout,
+                loaded.frames,
+                loaded.source_size.0,
+                loaded.source_size.1,
+                framing.width,
+                framing.height,
+                loaded.validation.len(),
+                loaded.test.len(),
+                loaded.oracle.len(),
+                loaded.fov_source
+            );
+            let fingerprint = serde_json::to_string(&(
+                task,
+                &config,
+                &data_config,
+                dir.display().to_string(),
+                &loaded.test_names,
+            ))
+            .unwrap_or_default();
+            (TargetDomain::Data(Arc::new(loaded)), format, text, fingerprint)
+        }
+        None => {
+            let configured = config.target.clone().unwrap_or_default();
+            let target_path = options.target_path(&configured);
+            let target: Target = load_ron(&target_path)?;
+            let fingerprint = serde_json::to_string(&(task, &config, &target)).unwrap_or_default();
+            let text = format!("`{}`", target_path.display());
+            (TargetDomain::Simulated(target), SampleFormat::renderer(), text, fingerprint)
+        }
+    };
     let renderer = Arc::new(Mutex::new(Renderer::new(config.render.clone())?));
     let device = training_device(config.backend);
     let progress = Progress::new(study_trainings(&config.meta, &config.study));
@@ -104,6 +197,7 @@ pub fn run_traffic_experiment(
             task,
             learned.clone(),
             target.clone(),
+            format.clone(),
             config.data.clone(),
             config.train.clone(),
             renderer.clone(),
@@ -137,18 +231,28 @@ pub fn run_traffic_experiment(
         write_grid(
             &options.out.join("samples.png"),
             &renderer,
+            &format,
             &learned,
             &target,
             &random,
             &psi_star,
             &first.seeds,
         )?;
+        if let (Task::Segmentation, Some(env)) = (task, shared.borrow().as_ref()) {
+            crate::cityscapes_export::write_predictions(
+                &options.out.join("cityscapes"),
+                env,
+                &psi_star,
+                &first.seeds,
+            )?;
+        }
     }
     write_report(
         &options.out,
         task,
         &config,
-        &target_path,
+        &target_text,
+        &target,
         &summary,
         start.elapsed().as_secs_f64(),
         times.seconds(),
@@ -156,30 +260,68 @@ pub fn run_traffic_experiment(
     Ok(summary)
 }
 
-/// Rows: random ψ, learned ψ*, the target; four samples each, RGB next to labels.
+/// RGB next to its class map in the classes' colours (black: ignored or unlabelled).
+fn side_by_side(rgb: &[u8], (w, h): (u32, u32), classes: &[u8], scheme: &ClassScheme) -> RgbImage {
+    RgbImage::from_fn(2 * w, h, |x, y| {
+        let i = (y * w + x % w) as usize;
+        if x < w {
+            Rgb([rgb[3 * i], rgb[3 * i + 1], rgb[3 * i + 2]])
+        } else {
+            Rgb(classes.get(i).map_or([0, 0, 0], |&c| scheme.colour(c)))
+        }
+    })
+}
+
+/// Rows: random ψ, learned ψ*, the target (renders of ψ_real, or the dataset's own images);
+/// four samples each, RGB next to labels.
+#[allow(clippy::too_many_arguments)]
 fn write_grid(
     path: &Path,
     renderer: &Mutex<Renderer>,
+    format: &SampleFormat,
     learned: &LearnedSpace,
-    target: &Target,
+    target: &TargetDomain,
     random: &ParamValues,
     psi_star: &ParamValues,
     seeds: &SeedTree,
 ) -> Result<(), TrafficError> {
-    let to_params = |psi: &ParamValues| {
-        learned.params(psi).map_err(|source| MetaError::Environment { what: "figure".into(), source })
-    };
-    let rows = [to_params(random)?, to_params(psi_star)?, target.scene.clone()];
+    let figure = |source| MetaError::Environment { what: "figure".into(), source };
+    let mut rows = vec![learned.params(random).map_err(figure)?, learned.params(psi_star).map_err(figure)?];
+    if let TargetDomain::Simulated(target) = target {
+        rows.push(target.scene.clone());
+    }
     let mut tiles = Vec::new();
     for (r, params) in rows.iter().enumerate() {
         let tree = seeds.child("grid").index(r as u64);
-        let (_, frames) = render_dataset(renderer, params, &tree, 4, None)
-            .map_err(|source| MetaError::Environment { what: "figure".into(), source })?;
-        tiles.push(frames.iter().map(Frame::side_by_side).collect::<Vec<_>>());
+        let (_, frames) = render_dataset(renderer, format, params, &tree, 4, None).map_err(figure)?;
+        tiles.push(
+            frames
+                .iter()
+                .map(|f| {
+                    side_by_side(&f.rgb, (f.width, f.height), &format.classes.indices(f), &format.classes)
+                })
+                .collect::<Vec<_>>(),
+        );
+    }
+    if let TargetDomain::Data(target) = target {
+        let classes = |image: &l2s_data::LabelledImage| match (&format.classes, &image.label_ids) {
+            (ClassScheme::Table(map), Some(ids)) => map.map(ids),
+            _ => Vec::new(),
+        };
+        tiles.push(
+            target
+                .preview
+                .iter()
+                .map(|image| {
+                    side_by_side(&image.rgb, (image.width, image.height), &classes(image), &format.classes)
+                })
+                .collect(),
+        );
     }
     let (tw, th) = tiles.first().and_then(|r| r.first()).map_or((1, 1), |t| (t.width(), t.height()));
     let gap = 4;
-    let mut grid = RgbImage::from_pixel(4 * (tw + gap), 3 * (th + gap), Rgb([255, 255, 255]));
+    let mut grid =
+        RgbImage::from_pixel(4 * (tw + gap), tiles.len() as u32 * (th + gap), Rgb([255, 255, 255]));
     for (r, row) in tiles.iter().enumerate() {
         for (c, t) in row.iter().enumerate() {
             image::imageops::replace(
@@ -198,7 +340,8 @@ fn write_report(
     out: &Path,
     task: Task,
     config: &TrafficConfig,
-    target_path: &Path,
+    target_text: &str,
+    target: &TargetDomain,
     summary: &StudySummary,
     wall_s: f64,
     (render_s, train_s, score_s): (f64, f64, f64),
@@ -211,11 +354,11 @@ fn write_report(
     let _ = writeln!(md, "# Learning to simulate: {title} on the traffic simulator\n");
     let _ = writeln!(
         md,
-        "Target: `{}`. Learned dimensions of ψ: {}. Images {}x{}; M = {} rendered images per main-task \
+        "Target: {}. Learned dimensions of ψ: {}. Images {}x{}; M = {} rendered images per main-task \
          training, ξ = {} epochs (batch {}, Adam {}), {}; {} validation and {} test images \
-         rendered once from the target and used by every seed. Policy: {} iterations × K = {}. {} seeds from master seed {}; \
+         from the target, the same for every seed. Policy: {} iterations × K = {}. {} seeds from master seed {}; \
          wall time {:.1} s.\n",
-        target_path.display(),
+        target_text,
         config.learn.join(", "),
         config.render.width,
         config.render.height,
@@ -230,8 +373,14 @@ fn write_report(
             ),
             None => "from scratch".into(),
         },
-        config.data.validation_samples,
-        config.data.test_samples,
+        match target {
+            TargetDomain::Data(t) => t.validation.len(),
+            TargetDomain::Simulated(_) => config.data.validation_samples,
+        },
+        match target {
+            TargetDomain::Data(t) => t.test.len(),
+            TargetDomain::Simulated(_) => config.data.test_samples,
+        },
         config.meta.iterations,
         config.meta.samples_per_iteration,
         summary.seeds,
@@ -239,6 +388,7 @@ fn write_report(
         wall_s
     );
     let _ = writeln!(md, "## Test {}\n\n{}", task.metric_name(), summary_table(summary));
+    let _ = write!(md, "{}", metrics_table(summary));
     let _ = writeln!(
         md,
         "Each seed's score is the mean over {} main-task trainings on fresh renders; the test set is \
@@ -254,8 +404,23 @@ fn write_report(
     let _ = writeln!(md, "## Figures (seed 0)\n");
     let _ = writeln!(
         md,
-        "![samples](samples.png)\n\nRows: random ψ, learned ψ*, the target ψ_real (before its domain shift); RGB next to labels.\n"
+        "![samples](samples.png)\n\nRows: random ψ, learned ψ*, {}; RGB next to labels.\n",
+        match target {
+            TargetDomain::Simulated(_) => "the target ψ_real (before its domain shift)",
+            TargetDomain::Data(_) =>
+                "the target's own validation images, framed as the model sees them (labels black where ignored)",
+        }
     );
+    if task == Task::Segmentation && matches!(target, TargetDomain::Data(_)) {
+        let _ = writeln!(
+            md,
+            "Predictions of one model trained on ψ* (seed 0) on the test images are in `cityscapes/pred/`, with the \
+             labels they are scored against in `cityscapes/gt/` (Cityscapes label ids; ignored pixels are 0) and l2s's \
+             IoU of them in `cityscapes/l2s_scores.json`: `python3 tests/cityscapes_check.py {}` recomputes it with \
+             cityscapesscripts.\n",
+            out.join("cityscapes").display()
+        );
+    }
     let _ = writeln!(
         md,
         "![reward curve](reward_curve.png)\n\n![psi trajectories](psi_trajectories.png)\n\nψ trajectories: the policy's mode per learned dimension (normalised to its bounds) and the weather probabilities.\n"
@@ -268,4 +433,34 @@ fn write_report(
     let path = out.join("report.md");
     l2s_meta::run::write_atomic(&path, md.as_bytes())?;
     Ok(())
+}
+
+/// The further metrics of every method (mIoU, per-class IoU, per-type MAE): mean ± std
+/// over seeds, one row per metric.
+fn metrics_table(summary: &StudySummary) -> String {
+    let Some(first) = summary.methods.first() else { return String::new() };
+    if first.metrics.is_empty() {
+        return String::new();
+    }
+    let mut md = String::from("| metric |");
+    for m in &summary.methods {
+        let _ = write!(md, " {} |", m.method);
+    }
+    md.push_str("\n|---|");
+    md.push_str(&"---|".repeat(summary.methods.len()));
+    md.push('\n');
+    for (i, metric) in first.metrics.iter().enumerate() {
+        let _ = write!(md, "| {} |", metric.name);
+        for m in &summary.methods {
+            match m.metrics.get(i) {
+                Some(v) => {
+                    let _ = write!(md, " {:.4} ± {:.4} |", v.mean, v.std);
+                }
+                None => md.push_str(" – |"),
+            }
+        }
+        md.push('\n');
+    }
+    md.push('\n');
+    md
 }

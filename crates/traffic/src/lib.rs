@@ -4,10 +4,17 @@
 //!
 //! - [`env`]: [`TrafficEnv`], the [`l2s_meta::Environment`]: ψ → render M samples in
 //!   memory → train the model for ξ epochs → reward on the target's validation set.
+//! - [`target_data`]: a labelled dataset on disk as the target (KITTI, Cityscapes, l2s's
+//!   export): read, split, framed, labels mapped to the model's classes.
 //! - [`experiment`]: configs, the multi-seed study and its report.
+//! - [`cityscapes_export`]: test predictions as Cityscapes label-id PNGs for
+//!   cityscapesscripts.
 
+pub mod cityscapes_export;
 pub mod env;
 pub mod experiment;
+pub mod target_data;
 
-pub use env::{DomainShift, Target, Task, TrafficEnv};
+pub use env::{ClassScheme, DomainShift, SampleFormat, Target, TargetDomain, Task, TrafficEnv};
 pub use experiment::{TrafficConfig, TrafficError, run_traffic_experiment};
+pub use target_data::TargetDataConfig;

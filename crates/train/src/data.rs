@@ -9,8 +9,7 @@ use std::path::Path;
 
 use crate::metrics::CAR_TYPES;
 
-/// Car type names in count order, as `l2s render` writes them.
-pub const CAR_TYPE_NAMES: [&str; CAR_TYPES] = ["sedan", "suv", "van", "pickup", "bus"];
+pub use l2s_data::{CAR_TYPE_NAMES, IGNORE};
 
 /// One labelled image.
 #[derive(Debug, Clone, PartialEq)]
@@ -19,7 +18,8 @@ pub struct Sample {
     pub image: Vec<f32>,
     /// Visible cars of each type (sedan, SUV, van, pickup, bus).
     pub counts: [f32; CAR_TYPES],
-    /// Class index per pixel, row-major; empty when the sample has no segmentation labels.
+    /// Class index per pixel, row-major ([`IGNORE`] where the pixel counts in neither the
+    /// loss nor any IoU); empty when the sample has no segmentation labels.
     pub classes: Vec<u8>,
     /// Where the counted cars are: per type, a row-major map (`[5][height][width]`) in
     /// which each counted car's visible pixels share one unit, so each plane sums to that
@@ -87,6 +87,10 @@ pub enum DataError {
     DensitySize { index: usize, got: usize, expected: usize },
     #[error("sample {index}: class {class} is not below the model's {classes} classes")]
     ClassOutOfRange { index: usize, class: u8, classes: usize },
+    #[error(
+        "images of {width}x{height} cannot go through the segmentation U-Net: width and height must be multiples of 4 (it halves them twice)\n  hint: choose render.width and render.height divisible by 4"
+    )]
+    NotMultipleOfFour { width: usize, height: usize },
     #[error("cannot read `{}`: {cause}\n  hint: point to a directory written by `l2s render`", path.display())]
     Read { path: std::path::PathBuf, cause: String },
     #[error("`{}` is not what `l2s render` writes: {what}", path.display())]
@@ -157,7 +161,7 @@ impl Dataset {
                 if s.classes.len() != plane {
                     return Err(DataError::ClassMapSize { index, got: s.classes.len(), expected: plane });
                 }
-                if let Some(class) = s.classes.iter().find(|c| usize::from(**c) >= classes) {
+                if let Some(class) = s.classes.iter().find(|c| **c != IGNORE && usize::from(**c) >= classes) {
                     return Err(DataError::ClassOutOfRange { index, class: *class, classes });
                 }
             }
@@ -201,9 +205,9 @@ impl Dataset {
         Self { width: size, height: size, samples }
     }
 
-    /// Loads a dataset written by `l2s render` (`image_2/`, `semantic/`, `frames/`,
-    /// `labels.json`): counts from the per-frame JSON, class indices in `labels.json`'s
-    /// order (the renderer's Cityscapes ids mapped to 0..classes).
+    /// Loads a dataset written by `l2s render` (`image_2/`, `semantic/`, `frames/`): counts
+    /// from the per-frame JSON, class indices by the default class table
+    /// ([`l2s_data::ClassMap::default_classes`]; ids outside it are [`IGNORE`]d).
     pub fn load_export(dir: &Path) -> Result<Self, DataError> {
         let read = |path: &Path| {
             std::fs::read(path)
@@ -213,21 +217,8 @@ impl Dataset {
             serde_json::from_slice(&read(path)?)
                 .map_err(|e| DataError::Format { path: path.to_path_buf(), what: e.to_string() })
         };
-        let labels_path = dir.join("labels.json");
-        let labels = json(&labels_path)?;
-        let mut lut = [u8::MAX; 256];
-        let classes = labels["classes"].as_array().ok_or_else(|| DataError::Format {
-            path: labels_path.clone(),
-            what: "no `classes` list".into(),
-        })?;
-        for (index, class) in classes.iter().enumerate() {
-            let id = class["id"].as_u64().and_then(|id| usize::try_from(id).ok()).filter(|id| *id < 256);
-            let id = id.ok_or_else(|| DataError::Format {
-                path: labels_path.clone(),
-                what: format!("class {index} has no id below 256"),
-            })?;
-            lut[id] = u8::try_from(index).unwrap_or(u8::MAX);
-        }
+        let classes = l2s_data::ClassMap::new(l2s_data::ClassMap::default_classes())
+            .map_err(|e| DataError::Format { path: dir.to_path_buf(), what: e.to_string() })?;
         let frames_dir = dir.join("frames");
         let mut names: Vec<String> = std::fs::read_dir(&frames_dir)
             .map_err(|e| DataError::Read { path: frames_dir.clone(), cause: e.to_string() })?
@@ -261,13 +252,15 @@ impl Dataset {
                     what: "size differs from the RGB image".into(),
                 });
             }
-            let class_map: Vec<u8> = ids.as_raw().iter().map(|&id| lut[usize::from(id)]).collect();
-            if let Some(bad) = ids.as_raw().iter().find(|&&id| lut[usize::from(id)] == u8::MAX) {
+            if let Some(bad) =
+                ids.as_raw().iter().find(|&&id| usize::from(id) >= l2s_data::cityscapes::LABEL_NAMES.len())
+            {
                 return Err(DataError::Format {
                     path: semantic_path,
-                    what: format!("label id {bad} is not in labels.json"),
+                    what: format!("label id {bad} is not a Cityscapes label id (0 to 33)"),
                 });
             }
+            let class_map = classes.map(ids.as_raw());
             let (w, h) = (rgb.width() as usize, rgb.height() as usize);
             if samples.is_empty() {
                 (width, height) = (w, h);
@@ -292,6 +285,11 @@ impl Dataset {
         let dataset = Self { width, height, samples };
         dataset.check(Some(classes.len()))?;
         Ok(dataset)
+    }
+
+    /// Whether some pixel of some sample is [`IGNORE`]d.
+    pub fn has_ignored_pixels(&self) -> bool {
+        self.samples.iter().any(|s| s.classes.contains(&IGNORE))
     }
 
     /// Whether every sample has a count density map (the counting model then learns where
@@ -387,7 +385,8 @@ mod tests {
         assert_eq!((data.width, data.height, data.len()), (4, 2, 2));
         assert_eq!(data.samples[0].counts, [2.0, 1.0, 0.0, 0.0, 3.0]);
         assert_eq!(data.samples[1].counts, [0.0, 1.0, 0.0, 0.0, 3.0]);
-        assert_eq!(data.samples[0].classes, vec![0, 0, 1, 1, 0, 0, 1, 1]);
+        // Road (7) is class 0 of the default table, car (26) class 5.
+        assert_eq!(data.samples[0].classes, vec![0, 0, 5, 5, 0, 0, 5, 5]);
         // Channel-major: red of pixel (1, 0) is 60 / 255.
         assert!((data.samples[0].image[1] - 60.0 / 255.0).abs() < 1e-6);
     }
@@ -449,6 +448,6 @@ mod tests {
         assert!(matches!(Dataset::load_export(dir.path()), Err(DataError::Read { .. })));
         write_export(dir.path(), 99);
         let err = Dataset::load_export(dir.path()).expect_err("id 99 is unknown");
-        assert!(err.to_string().contains("99"), "{err}");
+        assert!(err.to_string().contains("99") && err.to_string().contains("semantic/000000.png"), "{err}");
     }
 }

@@ -13,10 +13,10 @@ pub mod training;
 pub use backend::{BackendChoice, training_device};
 /// The burn device the models train on (a value in burn 0.22, not a type parameter).
 pub use burn::tensor::Device;
-pub use data::{DataError, Dataset, Sample, count_density};
+pub use data::{DataError, Dataset, IGNORE, Sample, count_density};
 pub use metrics::{CountingMetrics, SegmentationMetrics};
 pub use model::{CountingCnn, CountingCnnConfig, DENSITY_CELL, SegmentationNet, SegmentationNetConfig};
 pub use training::{
-    TrainConfig, TrainError, Trained, evaluate_counting, evaluate_segmentation, train_counting,
-    train_segmentation,
+    TrainConfig, TrainError, Trained, evaluate_counting, evaluate_segmentation, predict_segmentation,
+    train_counting, train_segmentation,
 };

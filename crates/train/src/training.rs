@@ -13,7 +13,7 @@ use l2s_core::config::{InvalidField, Validate, check_count, check_range};
 use rand::seq::SliceRandom;
 use serde::{Deserialize, Serialize};
 
-use crate::data::{DataError, Dataset};
+use crate::data::{DataError, Dataset, IGNORE};
 use crate::metrics::{CAR_TYPES, ConfusionMatrix, CountingMetrics, SegmentationMetrics, counting_metrics};
 use crate::model::{CountingCnn, CountingCnnConfig, DENSITY_CELL, SegmentationNet, SegmentationNetConfig};
 
@@ -169,15 +169,43 @@ pub fn train_segmentation(
 ) -> Result<Trained<SegmentationNet>, TrainError> {
     config.validate()?;
     data.check(Some(classes))?;
+    if data.width % 4 != 0 || data.height % 4 != 0 {
+        return Err(DataError::NotMultipleOfFour { width: data.width, height: data.height }.into());
+    }
     let model =
         start.unwrap_or_else(|| fresh(device, config.seed, |d| SegmentationNetConfig::new(classes).init(d)));
-    let criterion =
-        CrossEntropyLossConfig::new().with_weights(Some(class_weights(data, classes))).init(device);
+    let weights = class_weights(data, classes);
+    if data.has_ignored_pixels() {
+        let weights = Tensor::<1>::from_data(TensorData::new(weights, [classes]), device);
+        return Ok(fit(model, config, data.len(), |m, batch| {
+            let logits = m.forward(data.images(batch, device));
+            let [b, c, h, w] = logits.dims();
+            ignoring_cross_entropy(
+                logits.permute([0, 2, 3, 1]).reshape([b * h * w, c]),
+                data.classes(batch, device),
+                &weights,
+            )
+        }));
+    }
+    let criterion = CrossEntropyLossConfig::new().with_weights(Some(weights)).init(device);
     Ok(fit(model, config, data.len(), |m, batch| {
         let logits = m.forward(data.images(batch, device));
         let [b, c, h, w] = logits.dims();
         criterion.forward(logits.permute([0, 2, 3, 1]).reshape([b * h * w, c]), data.classes(batch, device))
     }))
+}
+
+/// Weighted cross-entropy over the pixels whose target is not [`IGNORE`]:
+/// Σ wₜ·(−log pₜ) / Σ wₜ over those pixels, as burn's weighted loss computes it over all.
+fn ignoring_cross_entropy(logits: Tensor<2>, targets: Tensor<1, Int>, weights: &Tensor<1>) -> Tensor<1> {
+    let [n, classes] = logits.dims();
+    let kept = targets.clone().lower_elem(i64::from(IGNORE)).float();
+    let targets = targets.clamp_max(classes as i64 - 1);
+    let log_p = burn::tensor::activation::log_softmax(logits, 1)
+        .gather(1, targets.clone().reshape([n, 1]))
+        .reshape([n]);
+    let w = weights.clone().select(0, targets) * kept;
+    (log_p * w.clone()).sum().neg() / w.sum().clamp_min(1e-12)
 }
 
 const EVAL_BATCH: usize = 64;
@@ -214,10 +242,29 @@ pub fn evaluate_segmentation(
     device: &Device,
 ) -> Result<SegmentationMetrics, TrainError> {
     data.check(Some(classes))?;
+    let mut confusion = ConfusionMatrix::new(classes);
+    for (sample, predicted) in data.samples.iter().zip(predict_segmentation(model, data, device)?) {
+        confusion.add(&sample.classes, &predicted);
+    }
+    Ok(confusion.metrics(car_class))
+}
+
+/// The class index `model` predicts for every pixel of every image of `data` (row-major,
+/// one map per sample).
+pub fn predict_segmentation(
+    model: &SegmentationNet,
+    data: &Dataset,
+    device: &Device,
+) -> Result<Vec<Vec<u8>>, TrainError> {
+    data.check(None)?;
+    if data.width % 4 != 0 || data.height % 4 != 0 {
+        return Err(DataError::NotMultipleOfFour { width: data.width, height: data.height }.into());
+    }
     let model = model.valid();
     let device = device.clone().without_autodiff();
-    let mut confusion = ConfusionMatrix::new(classes);
     let indices: Vec<usize> = (0..data.len()).collect();
+    let plane = data.width * data.height;
+    let mut maps = Vec::with_capacity(data.len());
     for batch in indices.chunks(EVAL_BATCH) {
         let predicted: Vec<u8> = model
             .forward(data.images(batch, &device))
@@ -228,10 +275,9 @@ pub fn evaluate_segmentation(
             .into_iter()
             .map(|c| u8::try_from(c).unwrap_or(u8::MAX))
             .collect();
-        let truth: Vec<u8> = batch.iter().flat_map(|i| data.samples[*i].classes.iter().copied()).collect();
-        confusion.add(&truth, &predicted);
+        maps.extend(predicted.chunks_exact(plane).map(<[u8]>::to_vec));
     }
-    Ok(confusion.metrics(car_class))
+    Ok(maps)
 }
 
 /// Writes `model`'s weights (burn's burnpack format; `.bpk` is added when `path` has no extension).
@@ -335,6 +381,63 @@ mod tests {
             handles.into_iter().map(|h| h.join().expect("training thread")).collect()
         });
         assert_eq!(sequential, concurrent);
+    }
+
+    #[test]
+    fn ignored_pixels_count_in_neither_the_loss_nor_the_iou() {
+        // Squares of type 0 and 1 are labelled; the others are ignored. A model trained on
+        // the labelled pixels alone separates background from type 0 and 1.
+        let mut data = synthetic(4, 6);
+        for s in &mut data.samples {
+            s.classes.iter_mut().filter(|c| **c > 2).for_each(|c| *c = IGNORE);
+        }
+        assert!(data.has_ignored_pixels());
+        let trained = train_segmentation(&device(), &config(150), 3, &data, None).expect("trains");
+        let losses = &trained.epoch_losses;
+        assert!(
+            losses.iter().all(|l| l.is_finite()) && losses[losses.len() - 1] < 0.5 * losses[0],
+            "{losses:?}"
+        );
+        let metrics = evaluate_segmentation(&trained.model, &data, 3, 1, &device()).expect("evaluates");
+        assert!(metrics.mean_iou > 0.8, "{metrics:?}");
+
+        // The loss of a pixel set with ignored pixels equals that of the kept pixels alone.
+        let d = Device::flex();
+        let logits =
+            Tensor::<2>::from_data(TensorData::new(vec![1.0f32, -1.0, 0.5, 0.2, 2.0, -0.3], [3, 2]), &d);
+        let weights = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 3.0], [2]), &d);
+        let targets = |v: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(v.clone(), [v.len()]), &d);
+        let with_ignored =
+            ignoring_cross_entropy(logits.clone(), targets(vec![0, 255, 1]), &weights).into_scalar::<f32>();
+        let kept = CrossEntropyLossConfig::new()
+            .with_weights(Some(vec![1.0, 3.0]))
+            .init(&d)
+            .forward(logits.select(0, targets(vec![0, 2])), targets(vec![0, 1]))
+            .into_scalar::<f32>();
+        assert!((with_ignored - kept).abs() < 1e-6, "{with_ignored} vs {kept}");
+    }
+
+    #[test]
+    fn sizes_the_u_net_cannot_take_are_refused_not_panicked_on() {
+        let data = Dataset::squares(2, 8, 1);
+        let odd = Dataset {
+            width: 6,
+            height: 8,
+            samples: data
+                .samples
+                .iter()
+                .map(|s| {
+                    let mut s = s.clone();
+                    s.image.truncate(3 * 48);
+                    s.classes.truncate(48);
+                    s.density.clear();
+                    s
+                })
+                .collect(),
+        };
+        let err =
+            train_segmentation(&device(), &config(1), 6, &odd, None).expect_err("6 is not a multiple of 4");
+        assert!(err.to_string().contains("6x8") && err.to_string().contains("multiples of 4"), "{err}");
     }
 
     #[test]
