@@ -90,6 +90,8 @@ fn tiny_config(dir: &Path, name: &str, target: &Path) -> PathBuf {
         ("samples_per_iteration: 4", "samples_per_iteration: 2".into()),
         ("seeds: 5", "seeds: 1".into()),
         ("final_trainings: 8", "final_trainings: 1".into()),
+        ("final_trainings: 6", "final_trainings: 1".into()),
+        ("train_samples: 80", "train_samples: 6".into()),
     ];
     let mut text = text;
     for (from, to) in &replacements {

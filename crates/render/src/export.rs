@@ -238,11 +238,13 @@ pub fn write_frame(
     min_visible_pixels: u32,
 ) -> Result<(), ExportError> {
     let (w, h) = (frame.width, frame.height);
+    // Image and labels as every reader returns them (the sample contract).
+    let sample = frame.labelled_image(name.to_string());
     let rgb: ImageBuffer<Rgb<u8>, _> =
-        ImageBuffer::from_raw(w, h, frame.rgb.as_slice()).ok_or_else(|| size_error(out))?;
+        ImageBuffer::from_raw(w, h, sample.rgb).ok_or_else(|| size_error(out))?;
     save(&out.join("image_2").join(format!("{name}.png")), &rgb)?;
     let semantic: ImageBuffer<Luma<u8>, _> =
-        ImageBuffer::from_raw(w, h, frame.cityscapes_ids()).ok_or_else(|| size_error(out))?;
+        ImageBuffer::from_raw(w, h, sample.label_ids.unwrap_or_default()).ok_or_else(|| size_error(out))?;
     save(&out.join("semantic").join(format!("{name}.png")), &semantic)?;
     let instance: ImageBuffer<Luma<u16>, _> =
         ImageBuffer::from_raw(w, h, frame.instances.as_slice()).ok_or_else(|| size_error(out))?;

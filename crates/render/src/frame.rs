@@ -276,6 +276,34 @@ mod tests {
     }
 
     #[test]
+    fn cityscapes_ids_follow_cityscapes_definitions() {
+        let scene = sample_scene(&TrafficParams::default(), 1).expect("valid");
+        let car = |id: u32, kind: CarType| VisibleCar { id, kind, pixels: 1, bbox: [0; 4], counted: true };
+        let frame = Frame {
+            width: 6,
+            height: 1,
+            rgb: vec![0; 18],
+            // Lane marking, road, sedan, pickup, bus, van.
+            classes: vec![34, 7, 26, 26, 26, 26],
+            instances: vec![0, 0, 1, 2, 3, 4],
+            depth: vec![1.0; 6],
+            cars: vec![
+                car(1, CarType::Sedan),
+                car(2, CarType::Pickup),
+                car(3, CarType::Bus),
+                car(4, CarType::Van),
+            ],
+            counts: [1, 0, 1, 1, 1],
+            scene,
+            poses: Vec::new(),
+        };
+        assert_eq!(frame.cityscapes_ids(), vec![7, 7, 26, 27, 28, 26]);
+        let sample = frame.labelled_image("000000".into());
+        assert_eq!(sample.label_ids, Some(vec![7, 7, 26, 27, 28, 26]));
+        assert_eq!((sample.width, sample.height, sample.counts), (6, 1, Some([1, 0, 1, 1, 1])));
+    }
+
+    #[test]
     fn inexact_labels_are_refused() {
         let scene = sample_scene(&TrafficParams::default(), 1).expect("valid");
         let blended = [[15.0, 0.0, 3.0, 1.0]; 4];

@@ -647,3 +647,59 @@ impl Environment for TrafficEnv {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn car_type_names_are_the_sample_contracts() {
+        let names: Vec<&str> = l2s_scene::CarType::ALL.iter().map(|k| k.name()).collect();
+        assert_eq!(names, l2s_data::CAR_TYPE_NAMES);
+    }
+
+    #[test]
+    fn a_class_table_colours_by_cityscapes_id_and_names_its_classes() {
+        let scheme = ClassScheme::Table(ClassMap::new(ClassMap::default_classes()).expect("valid"));
+        assert_eq!((scheme.len(), scheme.car(), scheme.name(3).as_str()), (6, 5, "terrain"));
+        assert_eq!(scheme.colour(5), [0, 0, 142]);
+        assert_eq!(scheme.colour(IGNORE), [0, 0, 0]);
+        assert_eq!((ClassScheme::Renderer.len(), ClassScheme::Renderer.car()), (7, 5));
+    }
+
+    #[test]
+    fn the_domain_shift_is_deterministic_bounded_and_the_identity_changes_nothing() {
+        let image: Vec<f32> = (0..48).map(|i| i as f32 / 47.0).collect();
+        let mut same = image.clone();
+        DomainShift::default().apply(&mut same, 3);
+        assert_eq!(same, image);
+        let shift = DomainShift { noise_std: 0.05, colour_gain: [1.5, 1.0, 0.5], brightness: 0.1 };
+        let (mut a, mut b, mut c) = (image.clone(), image.clone(), image.clone());
+        shift.apply(&mut a, 3);
+        shift.apply(&mut b, 3);
+        shift.apply(&mut c, 4);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+        assert!(a.iter().all(|v| (0.0..=1.0).contains(v)));
+        // The blue plane (gain 0.5) darkens on average, the red (1.5) brightens.
+        let mean = |v: &[f32]| v.iter().sum::<f32>() / v.len() as f32;
+        assert!(mean(&a[32..]) < mean(&image[32..]) && mean(&a[..16]) > mean(&image[..16]));
+    }
+
+    #[test]
+    fn the_learned_space_keeps_the_other_dimensions_at_base_and_refuses_bad_names() {
+        let base = TrafficParams::default();
+        let learned = LearnedSpace::new(&["camera_height".to_string()], &base).expect("valid");
+        assert_eq!(learned.space().dims().len(), 1);
+        let params =
+            learned.params(&ParamValues(vec![l2s_core::ParamValue::Continuous(2.5)])).expect("in bounds");
+        assert_eq!(params.camera_height, 2.5);
+        assert_eq!(params.road_length, base.road_length);
+        let outside = learned.params(&ParamValues(vec![l2s_core::ParamValue::Continuous(9.0)]));
+        assert!(outside.expect_err("out of bounds").to_string().contains("camera_height"));
+        let err = LearnedSpace::new(&["wheels".to_string()], &base).expect_err("unknown");
+        assert!(err.to_string().contains("`wheels`"), "{err}");
+        let twice = LearnedSpace::new(&["camera_height".to_string(), "camera_height".to_string()], &base);
+        assert!(twice.expect_err("twice").to_string().contains("twice"));
+    }
+}

@@ -107,7 +107,9 @@ pub fn run_traffic_experiment(
     options: &StudyRunOptions,
 ) -> Result<StudySummary, TrafficError> {
     let start = Instant::now();
-    if task == Task::Segmentation && (config.render.width % 4 != 0 || config.render.height % 4 != 0) {
+    if task == Task::Segmentation
+        && !(config.render.width.is_multiple_of(4) && config.render.height.is_multiple_of(4))
+    {
         return Err(TrafficError::Invalid(InvalidField::new(
             "render",
             format!(

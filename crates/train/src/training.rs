@@ -169,9 +169,7 @@ pub fn train_segmentation(
 ) -> Result<Trained<SegmentationNet>, TrainError> {
     config.validate()?;
     data.check(Some(classes))?;
-    if data.width % 4 != 0 || data.height % 4 != 0 {
-        return Err(DataError::NotMultipleOfFour { width: data.width, height: data.height }.into());
-    }
+    check_u_net_size(data)?;
     let model =
         start.unwrap_or_else(|| fresh(device, config.seed, |d| SegmentationNetConfig::new(classes).init(d)));
     let weights = class_weights(data, classes);
@@ -193,6 +191,16 @@ pub fn train_segmentation(
         let [b, c, h, w] = logits.dims();
         criterion.forward(logits.permute([0, 2, 3, 1]).reshape([b * h * w, c]), data.classes(batch, device))
     }))
+}
+
+/// The U-Net halves its input twice and concatenates skips of the same size: width and
+/// height must be multiples of 4 (otherwise burn's `Tensor::cat` panics).
+fn check_u_net_size(data: &Dataset) -> Result<(), DataError> {
+    if data.width.is_multiple_of(4) && data.height.is_multiple_of(4) {
+        Ok(())
+    } else {
+        Err(DataError::NotMultipleOfFour { width: data.width, height: data.height })
+    }
 }
 
 /// Weighted cross-entropy over the pixels whose target is not [`IGNORE`]:
@@ -257,9 +265,7 @@ pub fn predict_segmentation(
     device: &Device,
 ) -> Result<Vec<Vec<u8>>, TrainError> {
     data.check(None)?;
-    if data.width % 4 != 0 || data.height % 4 != 0 {
-        return Err(DataError::NotMultipleOfFour { width: data.width, height: data.height }.into());
-    }
+    check_u_net_size(data)?;
     let model = model.valid();
     let device = device.clone().without_autodiff();
     let indices: Vec<usize> = (0..data.len()).collect();
