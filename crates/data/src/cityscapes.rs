@@ -95,7 +95,8 @@ impl ClassDef {
 #[derive(Debug, Clone, PartialEq)]
 pub struct ClassMap {
     classes: Vec<ClassDef>,
-    lut: [u8; 256],
+    /// Class index of every id (boxed: the map travels inside small enums).
+    lut: Box<[u8; 256]>,
 }
 
 impl ClassMap {
@@ -118,7 +119,7 @@ impl ClassMap {
         if classes.len() < 2 || classes.len() > 64 {
             return Err(InvalidField::new("classes", format!("has {} classes; give 2 to 64", classes.len())));
         }
-        let mut lut = [IGNORE; 256];
+        let mut lut = Box::new([IGNORE; 256]);
         for (index, class) in classes.iter().enumerate() {
             let field = format!("classes[{index}]");
             if class.ids.is_empty() {
