@@ -6,17 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn l2s(args: &[&str], cwd: &Path) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_l2s")).args(args).current_dir(cwd).output().expect("l2s starts")
-}
+mod common;
 
-fn stderr(o: &Output) -> String {
-    String::from_utf8_lossy(&o.stderr).into_owned()
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
+use common::{l2s, repo, stderr};
 
 fn utf8(p: &Path) -> &str {
     p.to_str().expect("utf-8 path")
