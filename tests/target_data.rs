@@ -4,7 +4,7 @@
 //! directories are refused with the file named.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 
 mod common;
 
