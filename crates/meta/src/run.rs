@@ -38,8 +38,8 @@ pub enum MetaError {
     Threads { threads: usize, message: String },
     #[error("cannot build the environment for seed {seed}")]
     EnvironmentSetup { seed: usize, source: BoxError },
-    #[error("`--seeds` must be at least 1")]
-    NoSeeds,
+    #[error("`--seeds {0}`: give 1 to 1000 seeds (the bound of the config's `study.seeds`)")]
+    Seeds(usize),
 }
 
 /// One evaluated sample ψ_k of an iteration.

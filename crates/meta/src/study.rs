@@ -57,10 +57,10 @@ impl StudyRunOptions {
         self.target.clone().unwrap_or_else(|| l2s_core::config::resolve_beside(&self.config_path, configured))
     }
 
-    /// Applies `--seeds` to `study`; zero seeds is refused.
+    /// Applies `--seeds` to `study`; outside the config's bound (1 to 1000) it is refused.
     pub fn apply_seeds(&self, study: &mut StudyConfig) -> Result<(), MetaError> {
         match self.seeds {
-            Some(0) => Err(MetaError::NoSeeds),
+            Some(seeds) if !(1..=1000).contains(&seeds) => Err(MetaError::Seeds(seeds)),
             Some(seeds) => {
                 study.seeds = seeds;
                 Ok(())
@@ -448,6 +448,8 @@ mod tests {
         let mut s = study();
         options(None, None).apply_seeds(&mut s).expect("unchanged");
         assert_eq!(s.seeds, 5);
-        assert!(matches!(options(None, Some(0)).apply_seeds(&mut study()), Err(MetaError::NoSeeds)));
+        assert!(matches!(options(None, Some(0)).apply_seeds(&mut study()), Err(MetaError::Seeds(0))));
+        let err = options(None, Some(1001)).apply_seeds(&mut study()).expect_err("above the bound");
+        assert!(err.to_string().contains("1 to 1000"), "{err}");
     }
 }
