@@ -252,3 +252,47 @@ fn bad_target_directories_are_refused_with_what_was_expected() {
     assert_eq!(o.status.code(), Some(1));
     assert!(stderr(&o).contains("toy experiment's target is a Gaussian mixture"), "{}", stderr(&o));
 }
+
+#[test]
+fn a_cityscapes_directory_is_a_segmentation_target_too() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let kitti = kitti_fixture(dir.path(), 12).join("training");
+    let root = dir.path().join("cityscapes");
+    for i in 0..12 {
+        let (split, city) = if i < 6 { ("train", "aachen") } else { ("val", "lindau") };
+        let images = root.join("leftImg8bit").join(split).join(city);
+        let labels = root.join("gtFine").join(split).join(city);
+        std::fs::create_dir_all(&images).expect("dir");
+        std::fs::create_dir_all(&labels).expect("dir");
+        let stem = format!("{city}_000000_{i:06}");
+        std::fs::copy(
+            kitti.join(format!("image_2/{i:06}_10.png")),
+            images.join(format!("{stem}_leftImg8bit.png")),
+        )
+        .expect("copy");
+        std::fs::copy(
+            kitti.join(format!("semantic/{i:06}_10.png")),
+            labels.join(format!("{stem}_gtFine_labelIds.png")),
+        )
+        .expect("copy");
+    }
+    let config = tiny_config(dir.path(), "segmentation_real.ron", &root);
+    let out = dir.path().join("out");
+    let o = l2s(&["experiment", "--config", utf8(&config), "--out", utf8(&out)], dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report = std::fs::read_to_string(out.join("report.md")).expect("report");
+    assert!(
+        report.contains("Cityscapes layout, 12 images of 96x32") && report.contains("the renderer's own"),
+        "{report}"
+    );
+    // Frame names keep their split and city; files flatten them.
+    let preds: Vec<String> = std::fs::read_dir(out.join("cityscapes/pred"))
+        .expect("pred")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(preds.len(), 4);
+    assert!(
+        preds.iter().all(|p| p.starts_with("train_aachen_") || p.starts_with("val_lindau_")),
+        "{preds:?}"
+    );
+}
