@@ -5,6 +5,9 @@ use serde::{Deserialize, Serialize};
 
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
+/// The table's name of the upper bound when the target is the simulator's own ψ_real.
+pub const PSI_REAL_LABEL: &str = "target ψ_real (upper bound)";
+
 /// Which held-out set scores a trained main task model.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Split {
@@ -44,7 +47,7 @@ pub trait Environment: Sync {
 
     /// The table's name for what `evaluate_target` trains on.
     fn target_label(&self) -> String {
-        "target ψ_real (upper bound)".into()
+        PSI_REAL_LABEL.into()
     }
 
     /// How many evaluations may run at once (e.g. 1 for an environment bound to one GPU).

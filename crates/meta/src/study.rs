@@ -218,7 +218,7 @@ where
     let mut results = Vec::with_capacity(study.seeds);
     let mut runs = Vec::with_capacity(study.seeds);
     let mut space = None;
-    let mut target_label = String::from("target ψ_real (upper bound)");
+    let mut target_label = String::from(crate::env::PSI_REAL_LABEL);
     let mut metric = String::new();
     for s in 0..study.seeds {
         let seeds = master.child("seed").index(s as u64);

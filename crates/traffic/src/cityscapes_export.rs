@@ -6,7 +6,8 @@ use std::path::Path;
 
 use image::GrayImage;
 use l2s_core::{ParamValues, SeedTree};
-use l2s_train::{IGNORE, evaluate_segmentation, predict_segmentation};
+use l2s_train::metrics::ConfusionMatrix;
+use l2s_train::{IGNORE, predict_segmentation};
 
 use crate::env::{ClassScheme, TargetDomain, TrafficEnv};
 use crate::experiment::TrafficError;
@@ -35,8 +36,12 @@ pub fn write_predictions(
     let test = &target.test;
     let predictions = predict_segmentation(&model, test, env.device())
         .map_err(|e| TrafficError::Run { what: "predicting the test images".into(), source: e.into() })?;
-    let metrics = evaluate_segmentation(&model, test, map.len(), env.format().classes.car(), env.device())
-        .map_err(|e| TrafficError::Run { what: "scoring the test images".into(), source: e.into() })?;
+    // Scored from the very maps that are written, as `evaluate_segmentation` scores them.
+    let mut confusion = ConfusionMatrix::new(map.len());
+    for (sample, predicted) in test.samples.iter().zip(&predictions) {
+        confusion.add(&sample.classes, predicted);
+    }
+    let metrics = confusion.metrics(env.format().classes.car());
     let (w, h) = (test.width as u32, test.height as u32);
     for sub in ["pred", "gt"] {
         std::fs::create_dir_all(dir.join(sub))

@@ -235,6 +235,22 @@ enum StartModel {
     Segmentation(Box<SegmentationNet>),
 }
 
+impl StartModel {
+    fn counting(self) -> Option<CountingCnn> {
+        match self {
+            StartModel::Counting(model) => Some(*model),
+            StartModel::Segmentation(_) => None,
+        }
+    }
+
+    fn segmentation(self) -> Option<SegmentationNet> {
+        match self {
+            StartModel::Segmentation(model) => Some(*model),
+            StartModel::Counting(_) => None,
+        }
+    }
+}
+
 /// The segmentation model's classes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClassScheme {
@@ -517,11 +533,13 @@ impl TrafficEnv {
     /// start when there is one), for predictions outside the study.
     pub fn train_segmentation_model(&self, data: &Dataset, seed: u64) -> Result<SegmentationNet, BoxError> {
         let config = self.train.config(self.train.epochs, seed);
-        let start = match self.start.lock().unwrap_or_else(PoisonError::into_inner).clone() {
-            Some(StartModel::Segmentation(model)) => Some(*model),
-            _ => None,
-        };
+        let start = self.start_model().and_then(StartModel::segmentation);
         Ok(train_segmentation(&self.device, &config, self.format.classes.len(), data, start)?.model)
+    }
+
+    /// A clone of the shared start, if there is one.
+    fn start_model(&self) -> Option<StartModel> {
+        self.start.lock().unwrap_or_else(PoisonError::into_inner).clone()
     }
 
     /// Renders the training set of one evaluation of `psi` with `seed`, as `evaluate` does.
@@ -542,7 +560,7 @@ impl TrafficEnv {
     /// Trains on `data` with `seed` and scores on `split`.
     fn train_and_score(&self, data: &Dataset, seed: u64, split: Split) -> Result<Evaluation, BoxError> {
         let config = self.train.config(self.train.epochs, seed);
-        let start = self.start.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        let start = self.start_model();
         let held_out = match split {
             Split::Validation => &self.validation,
             Split::Test => &self.test,
@@ -552,10 +570,7 @@ impl TrafficEnv {
         let started = Instant::now();
         match self.task {
             Task::Counting => {
-                let start = match start {
-                    Some(StartModel::Counting(model)) => Some(*model),
-                    _ => None,
-                };
+                let start = start.and_then(StartModel::counting);
                 let trained = train_counting(&self.device, &config, data, start)?;
                 PhaseTimes::add(&self.times.train_us, started);
                 self.progress.detail("scoring".into());
@@ -571,10 +586,7 @@ impl TrafficEnv {
             }
             Task::Segmentation => {
                 let classes = self.format.classes.len();
-                let start = match start {
-                    Some(StartModel::Segmentation(model)) => Some(*model),
-                    _ => None,
-                };
+                let start = start.and_then(StartModel::segmentation);
                 let trained = train_segmentation(&self.device, &config, classes, data, start)?;
                 PhaseTimes::add(&self.times.train_us, started);
                 self.progress.detail("scoring".into());
@@ -640,7 +652,7 @@ impl Environment for TrafficEnv {
 
     fn target_label(&self) -> String {
         match &self.target {
-            TargetDomain::Simulated(_) => "target ψ_real (upper bound)".into(),
+            TargetDomain::Simulated(_) => l2s_meta::env::PSI_REAL_LABEL.into(),
             TargetDomain::Data(target) => {
                 format!("oracle: trained on {} target images (upper bound)", target.oracle.len())
             }

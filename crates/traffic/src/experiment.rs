@@ -134,19 +134,20 @@ pub fn run_traffic_experiment(
         Some((data_config, dir)) => {
             data_config.validate().map_err(|e| e.within("target_data"))?;
             let framing = l2s_data::Framing { width: config.render.width, height: config.render.height };
+            let class_map = match task {
+                Task::Segmentation => Some(data_config.class_map()?),
+                Task::Counting => None,
+            };
             let loaded = load_data_target(
                 &data_config,
                 &dir,
-                task,
+                class_map.as_ref(),
                 framing,
                 &config.data,
                 SeedTree::new(config.seed).child("target-split"),
                 resolve,
             )?;
-            let classes = match task {
-                Task::Segmentation => ClassScheme::Table(data_config.class_map()?),
-                Task::Counting => ClassScheme::Renderer,
-            };
+            let classes = class_map.map_or(ClassScheme::Renderer, ClassScheme::Table);
             let format = SampleFormat { classes, vertical_fov_deg: loaded.vertical_fov_deg };
             let text = format!(
                 "the dataset `{}` ({:?} layout, {} images of {}x{}, each centre-cropped to the model's aspect ratio and \

@@ -12,7 +12,7 @@ use l2s_data::{
 use l2s_train::{Dataset, Sample};
 use serde::{Deserialize, Serialize};
 
-use crate::env::{DataConfig, Task};
+use crate::env::DataConfig;
 
 /// `target_data: (...)` in a traffic config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -107,20 +107,21 @@ pub fn sample_of(image: &LabelledImage, classes: Option<&ClassMap>) -> Sample {
     Sample::from_rgb8(&image.rgb, image.width as usize, image.height as usize, counts, class_map)
 }
 
-/// Reads, splits and frames the target directory `dir` for `task`.
+/// Reads, splits and frames the target directory `dir`: for segmentation with the model's
+/// class table `classes` (labels are read and mapped), for counting with None (counts are
+/// read).
 pub fn load_data_target(
     config: &TargetDataConfig,
     dir: &Path,
-    task: Task,
+    classes: Option<&ClassMap>,
     framing: Framing,
     data: &DataConfig,
     seeds: SeedTree,
     resolve: impl Fn(&Path) -> PathBuf,
 ) -> Result<DataTarget, DataError> {
-    let classes = config.class_map().map_err(|e| DataError::Split(format!("target_data.{e}")))?;
-    let wanted = match task {
-        Task::Segmentation => Wanted { labels: true, counts: None },
-        Task::Counting => Wanted { labels: false, counts: Some(&config.counts) },
+    let wanted = match classes {
+        Some(_) => Wanted { labels: true, counts: None },
+        None => Wanted { labels: false, counts: Some(&config.counts) },
     };
     let read = l2s_data::read_target_dir(dir, config.layout, wanted)?;
     let names: Vec<String> = read.frames.iter().map(|f| f.name.clone()).collect();
@@ -140,12 +141,11 @@ pub fn load_data_target(
             splits.test.len()
         )));
     }
-    let map = (task == Task::Segmentation).then_some(&classes);
     let framed = |i: usize| framing.apply(&read.frames[i]);
     let set = |indices: &[usize]| Dataset {
         width: framing.width as usize,
         height: framing.height as usize,
-        samples: indices.iter().map(|&i| sample_of(&framed(i), map)).collect(),
+        samples: indices.iter().map(|&i| sample_of(&framed(i), classes)).collect(),
     };
     let source_size = read.frames.first().map_or((framing.width, framing.height), |f| (f.width, f.height));
     let (hfov, fov_source) = match (config.horizontal_fov_deg, read.hfov_deg) {
