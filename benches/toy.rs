@@ -23,6 +23,7 @@ fn toy_experiment(c: &mut Criterion) {
                 out: out.path().to_path_buf(),
                 seeds: None,
                 resume: false,
+                executor: None,
             };
             run(&options).expect("the toy experiment runs")
         });

@@ -12,7 +12,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d, Relu};
 use burn::optim::{AdamConfig, GradientsParams};
 use burn::prelude::*;
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use l2s_meta::run::{run_jobs, worker_pool};
+use l2s_meta::pool::{run_jobs, worker_pool};
 use l2s_train::{
     BackendChoice, CountingCnnConfig, Dataset, SegmentationNetConfig, TrainConfig, train_counting,
     train_segmentation, training_device,
@@ -126,7 +126,7 @@ fn training(c: &mut Criterion) {
 }
 
 /// The meta-loop's unit of work: K = 4 independent trainings on a pool of one worker (one
-/// core) or two, run as the meta-loop runs its K evaluations (`l2s_meta::run::run_jobs`,
+/// core) or two, run as the meta-loop runs its K evaluations (`l2s_meta::pool::run_jobs`,
 /// the pool made once, as by `meta.threads`): with K ≥ workers, a training per core.
 /// First the counting model (M = 96 images of 64x64, 2 epochs; criterion reports
 /// trainings/s), then the reference network (one epoch over 4 batches of 32 each; images/s,

@@ -4,8 +4,9 @@ use std::path::{Path, PathBuf};
 
 use l2s_core::config::{InvalidField, Validate};
 use l2s_meta::StudySummary;
-use l2s_toy::{ToyConfig, run_toy_experiment};
-use l2s_traffic::{Task, TrafficConfig, run_traffic_experiment};
+use l2s_meta::worker::JobFile;
+use l2s_toy::{ToyConfig, evaluate_toy_job, run_toy_experiment};
+use l2s_traffic::{Task, TrafficConfig, evaluate_traffic_job, run_traffic_experiment};
 use serde::Deserialize;
 
 /// The built-in default experiment, relative to the repository root.
@@ -48,6 +49,20 @@ pub fn run(options: &RunOptions) -> anyhow::Result<StudySummary> {
         ExperimentConfig::CarCounting(c) => Ok(run_traffic_experiment(Task::Counting, c, options)?),
         ExperimentConfig::Segmentation(c) => Ok(run_traffic_experiment(Task::Segmentation, c, options)?),
     }
+}
+
+/// Runs one job file of a study (`l2s evaluate --job FILE`): reads the experiment's config
+/// as the driver did, rebuilds the job's environment and writes the result next to the job.
+pub fn evaluate_job(path: &Path) -> anyhow::Result<()> {
+    let (job, spec) = JobFile::load(path)?;
+    let config: ExperimentConfig = l2s_core::load_ron(&spec.options.config_path)?;
+    tracing::info!("{}: {}", path.display(), job.what);
+    match config {
+        ExperimentConfig::ToyGmm(toy) => evaluate_toy_job(toy, &spec, &job)?,
+        ExperimentConfig::CarCounting(c) => evaluate_traffic_job(Task::Counting, c, &spec, &job)?,
+        ExperimentConfig::Segmentation(c) => evaluate_traffic_job(Task::Segmentation, c, &spec, &job)?,
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -46,6 +46,18 @@ enum Command {
         /// Continue the run in the output directory where it stopped.
         #[arg(long)]
         resume: bool,
+        /// Where the evaluations run, replacing the config's `executor`: local (this
+        /// machine's cores) or slurm (one job array per batch; the output directory must be
+        /// on a file system the nodes share).
+        #[arg(long, value_enum)]
+        executor: Option<ExecutorChoice>,
+    },
+    /// Run one evaluation of a study from its job file and write the result next to it (what
+    /// each Slurm array task runs).
+    Evaluate {
+        /// A `job-K.json` written by `l2s experiment --executor slurm`.
+        #[arg(long)]
+        job: PathBuf,
     },
     /// Export a labelled dataset rendered by the traffic simulator.
     Render {
@@ -105,6 +117,23 @@ enum Command {
         #[arg(long)]
         config: Option<PathBuf>,
     },
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum ExecutorChoice {
+    /// This machine's worker pool.
+    Local,
+    /// Slurm job arrays (settings from the config's `executor: Slurm(...)`, else defaults).
+    Slurm,
+}
+
+impl From<ExecutorChoice> for l2s_meta::ExecutorKind {
+    fn from(choice: ExecutorChoice) -> Self {
+        match choice {
+            ExecutorChoice::Local => l2s_meta::ExecutorKind::Local,
+            ExecutorChoice::Slurm => l2s_meta::ExecutorKind::Slurm,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -197,6 +226,7 @@ fn bench_experiment(config: PathBuf) -> anyhow::Result<()> {
         out: out.clone(),
         seeds: None,
         resume: false,
+        executor: None,
     };
     let start = Instant::now();
     let summary = experiment::run(&options)?;
@@ -338,14 +368,17 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Experiment { config, target, target_data, out, seeds, resume } => {
+        Command::Experiment { config, target, target_data, out, seeds, resume, executor } => {
             let out = out.unwrap_or_else(|| experiment::default_out(&config));
-            let options = RunOptions { config_path: config, target, target_data, out, seeds, resume };
+            let executor = executor.map(Into::into);
+            let options =
+                RunOptions { config_path: config, target, target_data, out, seeds, resume, executor };
             experiment::run(&options).map(|summary| {
                 println!("{}", l2s_meta::report::summary_table(&summary));
                 println!("report: {}", options.out.join("report.md").display());
             })
         }
+        Command::Evaluate { job } => experiment::evaluate_job(&job),
         Command::Bench { target: BenchTarget::Experiment, config } => {
             bench_experiment(config.unwrap_or_else(|| PathBuf::from("configs/toy_gmm.ron")))
         }

@@ -9,7 +9,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 pub const PSI_REAL_LABEL: &str = "target ψ_real (upper bound)";
 
 /// Which held-out set scores a trained main task model.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Split {
     /// The validation set: the reward the policy learns from.
     Validation,

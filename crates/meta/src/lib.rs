@@ -8,16 +8,21 @@
 
 pub mod config;
 pub mod env;
+pub mod executor;
 pub mod optim;
 pub mod policy;
+pub mod pool;
 pub mod progress;
 pub mod reinforce;
 pub mod report;
 pub mod run;
+mod slurm;
 pub mod study;
+pub mod worker;
 
 pub use config::{MetaConfig, PolicyConfig};
 pub use env::{BoxError, Environment, Evaluation, Split};
+pub use executor::{Executor, ExecutorConfig, ExecutorKind, Job, SlurmConfig};
 pub use policy::{Policy, PolicySample};
 pub use reinforce::Reinforce;
 pub use run::{MetaError, MetaOutcome, train_policy};

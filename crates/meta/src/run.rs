@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use l2s_core::{ParamSpace, ParamValues, SeedTree};
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::MetaConfig;
-use crate::env::{BoxError, Environment, Evaluation, Split};
+use crate::env::{BoxError, Environment, Split};
+use crate::executor::{Batch, Executor, Job};
 use crate::policy::Policy;
 use crate::progress::Progress;
 use crate::reinforce::{LearnerState, Reinforce};
@@ -40,6 +40,33 @@ pub enum MetaError {
     EnvironmentSetup { seed: usize, source: BoxError },
     #[error("`--seeds {0}`: give 1 to 1000 seeds (the bound of the config's `study.seeds`)")]
     Seeds(usize),
+    #[error(
+        "Slurm: `{command}` failed: {message}\n  hint: run the driver where Slurm's client commands (sbatch, squeue, scontrol) are on the PATH and reach the cluster (SLURM_CONF), or use the local executor (`--executor local`)"
+    )]
+    SlurmUnavailable { command: String, message: String },
+    #[error(
+        "Slurm refused {what}: {message}\n  sbatch {args}\n  hint: check the config's `executor: Slurm(...)` settings (partition, time_limit, memory, extra_args)"
+    )]
+    SlurmSubmit { what: String, args: String, message: String },
+    #[error(transparent)]
+    SlurmTaskFailed(Box<SlurmTaskFailure>),
+}
+
+/// An evaluation that failed on Slurm more often than the config's `retries` allow.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{what} failed on Slurm {attempts} times (retries exhausted); last as array task {task_id}: {state}, exit code {exit_code}\n  log: {}\n{log_tail}",
+    log.display()
+)]
+pub struct SlurmTaskFailure {
+    pub what: String,
+    pub attempts: usize,
+    pub task_id: String,
+    pub state: String,
+    pub exit_code: String,
+    pub log: PathBuf,
+    /// The end of the task's log, where the worker's own error is.
+    pub log_tail: String,
 }
 
 /// One evaluated sample ψ_k of an iteration.
@@ -98,69 +125,6 @@ pub(crate) fn create_dir(dir: &Path) -> Result<(), MetaError> {
     std::fs::create_dir_all(dir).map_err(|source| MetaError::Write { path: dir.to_path_buf(), source })
 }
 
-/// A pool for an environment's evaluations: `threads` workers (0: one per core), never
-/// more than the environment allows.
-pub fn worker_pool(threads: usize, env_limit: usize) -> Result<rayon::ThreadPool, MetaError> {
-    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
-    let threads = if threads == 0 { cores } else { threads }.min(env_limit).max(1);
-    rayon::ThreadPoolBuilder::new()
-        .num_threads(threads)
-        .thread_name(|i| format!("l2s-eval-{i}"))
-        .build()
-        .map_err(|e| MetaError::Threads { threads, message: e.to_string() })
-}
-
-/// Evaluates `(ψ, seed)` jobs on `split` in parallel; results in job order.
-pub fn evaluate_all<E: Environment>(
-    env: &E,
-    pool: &rayon::ThreadPool,
-    jobs: &[(ParamValues, u64)],
-    split: Split,
-    what: &str,
-    progress: &Progress,
-) -> Result<Vec<Evaluation>, MetaError> {
-    let done = std::sync::atomic::AtomicUsize::new(0);
-    run_jobs(pool, jobs.len(), |k| {
-        let (psi, seed) = &jobs[k];
-        let what = || format!("{what}, sample {k}");
-        let eval = env
-            .evaluate(psi, *seed, split)
-            .map_err(|source| MetaError::Environment { what: what(), source })?;
-        progress.advance(1);
-        progress.batch(done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1, jobs.len());
-        if eval.reward.is_finite() {
-            Ok(eval)
-        } else {
-            Err(MetaError::NonFiniteReward { what: what(), reward: eval.reward })
-        }
-    })
-    .into_iter()
-    .collect()
-}
-
-/// Runs `job(0..count)` on `pool`'s workers; results in job order.
-///
-/// With at least one job per worker, each worker takes whole jobs in turn (a training
-/// per core), and their nested data-parallel work (the main task model's operations)
-/// stays mostly on that worker: another one only steals from it when idle, at the end.
-/// With fewer jobs than workers, the jobs' nested work spreads over the whole pool.
-pub fn run_jobs<T: Send>(pool: &rayon::ThreadPool, count: usize, job: impl Fn(usize) -> T + Sync) -> Vec<T> {
-    if count < pool.current_num_threads() {
-        return pool.install(|| (0..count).into_par_iter().map(&job).collect());
-    }
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let take = || {
-        std::iter::from_fn(|| {
-            let k = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-            (k < count).then(|| (k, job(k)))
-        })
-        .collect::<Vec<_>>()
-    };
-    let mut results: Vec<(usize, T)> = pool.broadcast(|_| take()).into_iter().flatten().collect();
-    results.sort_by_key(|(k, _)| *k);
-    results.into_iter().map(|(_, result)| result).collect()
-}
-
 fn load_checkpoint(path: &Path) -> Result<Checkpoint, MetaError> {
     let bad = |message: String| MetaError::BadCheckpoint { path: path.to_path_buf(), message };
     let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
@@ -172,9 +136,13 @@ fn load_checkpoint(path: &Path) -> Result<Checkpoint, MetaError> {
 }
 
 /// Runs (or resumes) Algorithm 1 on `env` for `config.iterations` iterations, keeping the
-/// records and the checkpoint in `dir`.
+/// records and the checkpoint in `dir`; `executor` runs each iteration's K evaluations
+/// (for study seed `study_seed`).
+#[allow(clippy::too_many_arguments)]
 pub fn train_policy<E: Environment>(
     env: &E,
+    executor: &Executor,
+    study_seed: usize,
     config: &MetaConfig,
     seeds: SeedTree,
     dir: &Path,
@@ -212,7 +180,6 @@ pub fn train_policy<E: Environment>(
         history = checkpoint.history;
         progress.restore((history.len() * config.samples_per_iteration) as u64);
     }
-    let pool = worker_pool(config.threads, env.max_parallel())?;
     for iteration in history.len()..config.iterations {
         let start = Instant::now();
         let omega = learner.policy.omega().to_vec();
@@ -227,8 +194,17 @@ pub fn train_policy<E: Environment>(
                 (s.values.clone(), seeds.child("data").index(iteration as u64).index(k as u64).seed())
             })
             .collect();
-        let evaluations =
-            evaluate_all(env, &pool, &jobs, Split::Validation, &format!("iteration {iteration}"), progress)?;
+        let batch = Batch {
+            dir: dir.to_path_buf(),
+            study_seed,
+            name: format!("iteration-{iteration}"),
+            what: format!("iteration {iteration}"),
+        };
+        let tasks: Vec<Job> = jobs
+            .iter()
+            .map(|(psi, seed)| Job::Sample { psi: psi.clone(), seed: *seed, split: Split::Validation })
+            .collect();
+        let evaluations = executor.evaluate(env, &batch, &tasks, progress)?;
         let rewards: Vec<f64> = evaluations.iter().map(|e| e.reward).collect();
         let stats = learner.update(&samples, &rewards);
         let mean_reward = rewards.iter().sum::<f64>() / rewards.len() as f64;
@@ -351,24 +327,9 @@ fn write_records(dir: &Path, policy: &Policy, history: &[IterationRecord]) -> Re
 mod tests {
     use super::*;
     use crate::config::{InitMean, PolicyConfig};
+    use crate::env::Evaluation;
     use l2s_core::{Dim, ParamSpace};
     use std::sync::atomic::{AtomicUsize, Ordering};
-
-    /// Results come back in job order, every job run on one of the pool's workers, for
-    /// fewer jobs than workers and for more.
-    #[test]
-    fn run_jobs_keeps_order_on_the_pools_workers() {
-        let pool = worker_pool(2, usize::MAX).expect("pool");
-        for count in [0, 1, 2, 7] {
-            let results = run_jobs(&pool, count, |k| (k, rayon::current_thread_index()));
-            let order: Vec<usize> = results.iter().map(|(k, _)| *k).collect();
-            assert_eq!(order, (0..count).collect::<Vec<_>>(), "{count} jobs");
-            assert!(
-                results.iter().all(|(_, worker)| worker.is_some_and(|w| w < 2)),
-                "{count} jobs: {results:?}"
-            );
-        }
-    }
 
     /// Reward −(x − 0.3)² − (y − 0.7)² plus seeded noise; fails on call `fail_at` if set.
     struct Quadratic {
@@ -435,21 +396,54 @@ mod tests {
         let cfg = config();
         let seeds = SeedTree::new(42);
         let whole_dir = tempfile::tempdir().expect("tempdir");
-        let whole =
-            train_policy(&Quadratic::new(None), &cfg, seeds, whole_dir.path(), false, &Progress::hidden())
-                .expect("uninterrupted run");
+        let whole = train_policy(
+            &Quadratic::new(None),
+            &Executor::local(2),
+            0,
+            &cfg,
+            seeds,
+            whole_dir.path(),
+            false,
+            &Progress::hidden(),
+        )
+        .expect("uninterrupted run");
 
         let dir = tempfile::tempdir().expect("tempdir");
         // Crash during iteration 5 (calls 40..48).
-        let crashed =
-            train_policy(&Quadratic::new(Some(43)), &cfg, seeds, dir.path(), false, &Progress::hidden());
+        let crashed = train_policy(
+            &Quadratic::new(Some(43)),
+            &Executor::local(2),
+            0,
+            &cfg,
+            seeds,
+            dir.path(),
+            false,
+            &Progress::hidden(),
+        );
         assert!(matches!(crashed, Err(MetaError::Environment { .. })), "{crashed:?}");
         // Without --resume the existing run is left alone.
-        let refused =
-            train_policy(&Quadratic::new(None), &cfg, seeds, dir.path(), false, &Progress::hidden());
+        let refused = train_policy(
+            &Quadratic::new(None),
+            &Executor::local(2),
+            0,
+            &cfg,
+            seeds,
+            dir.path(),
+            false,
+            &Progress::hidden(),
+        );
         assert!(matches!(refused, Err(MetaError::RunExists { .. })));
-        let resumed = train_policy(&Quadratic::new(None), &cfg, seeds, dir.path(), true, &Progress::hidden())
-            .expect("resumed run");
+        let resumed = train_policy(
+            &Quadratic::new(None),
+            &Executor::local(2),
+            0,
+            &cfg,
+            seeds,
+            dir.path(),
+            true,
+            &Progress::hidden(),
+        )
+        .expect("resumed run");
 
         assert_eq!(resumed.policy.omega(), whole.policy.omega());
         let strip = |h: &[IterationRecord]| -> Vec<IterationRecord> {
@@ -471,14 +465,34 @@ mod tests {
         let cfg = config();
         let dir = tempfile::tempdir().expect("tempdir");
         let seeds = SeedTree::new(1);
-        train_policy(&Quadratic::new(None), &cfg, seeds, dir.path(), false, &Progress::hidden())
-            .expect("run");
+        train_policy(
+            &Quadratic::new(None),
+            &Executor::local(2),
+            0,
+            &cfg,
+            seeds,
+            dir.path(),
+            false,
+            &Progress::hidden(),
+        )
+        .expect("run");
         let other = MetaConfig { learning_rate: 0.5, ..cfg.clone() };
-        let err = train_policy(&Quadratic::new(None), &other, seeds, dir.path(), true, &Progress::hidden())
-            .expect_err("config differs");
+        let err = train_policy(
+            &Quadratic::new(None),
+            &Executor::local(2),
+            0,
+            &other,
+            seeds,
+            dir.path(),
+            true,
+            &Progress::hidden(),
+        )
+        .expect_err("config differs");
         assert!(err.to_string().contains("different meta config"), "{err}");
         let err = train_policy(
             &Quadratic::new(None),
+            &Executor::local(2),
+            0,
             &cfg,
             SeedTree::new(2),
             dir.path(),
@@ -495,6 +509,8 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let out = train_policy(
             &Quadratic::new(None),
+            &Executor::local(2),
+            0,
             &cfg,
             SeedTree::new(3),
             dir.path(),

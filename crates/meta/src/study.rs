@@ -11,11 +11,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::MetaConfig;
 use crate::env::{BoxError, Environment, Evaluation, Split};
+use crate::executor::{Batch, Executor, ExecutorKind, Job, absolute};
 use crate::policy::uniform_sample;
 use crate::progress::Progress;
-use crate::run::{
-    MetaError, MetaOutcome, create_dir, evaluate_all, run_jobs, train_policy, worker_pool, write_atomic,
-};
+use crate::run::{MetaError, MetaOutcome, create_dir, train_policy, write_atomic};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -35,7 +34,7 @@ impl Validate for StudyConfig {
 }
 
 /// What the command line adds to an experiment's config.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StudyRunOptions {
     /// The config file (target paths resolve beside it).
     pub config_path: PathBuf,
@@ -49,12 +48,26 @@ pub struct StudyRunOptions {
     pub seeds: Option<usize>,
     /// Continue the run in `out` where it stopped.
     pub resume: bool,
+    /// Replaces the config's executor (`--executor`).
+    #[serde(default)]
+    pub executor: Option<ExecutorKind>,
 }
 
 impl StudyRunOptions {
     /// The target file: `--target` if given, else the config's, taken relative to the config.
     pub fn target_path(&self, configured: &Path) -> PathBuf {
         self.target.clone().unwrap_or_else(|| l2s_core::config::resolve_beside(&self.config_path, configured))
+    }
+
+    /// The same options with every path absolute, for workers started in other directories.
+    pub fn absolute(&self) -> Self {
+        Self {
+            config_path: absolute(&self.config_path),
+            target: self.target.as_deref().map(absolute),
+            target_data: self.target_data.as_deref().map(absolute),
+            out: absolute(&self.out),
+            ..self.clone()
+        }
     }
 
     /// Applies `--seeds` to `study`; outside the config's bound (1 to 1000) it is refused.
@@ -171,12 +184,20 @@ struct Manifest {
 
 const MANIFEST_FILE: &str = "study.json";
 
+/// The seed tree the environment of study seed `s` is built from: the driver and every
+/// worker derive it the same way.
+pub fn env_seeds(master_seed: u64, s: usize) -> SeedTree {
+    SeedTree::new(master_seed).child("seed").index(s as u64).child("env")
+}
+
 /// Runs the study into `out` (`seed-N/` per seed, `study.json`). `make_env` builds the
-/// environment of one seed (its validation and test sets) from that seed's tree;
-/// `fingerprint` identifies the full experiment config so `resume` refuses another one.
+/// environment of one seed (its validation and test sets) from that seed's tree
+/// ([`env_seeds`]); `executor` runs the evaluations; `fingerprint` identifies the full
+/// experiment config so `resume` refuses another one.
 #[allow(clippy::too_many_arguments)]
 pub fn run_study<E, F>(
     make_env: F,
+    executor: &Executor,
     meta: &MetaConfig,
     study: &StudyConfig,
     master_seed: u64,
@@ -222,14 +243,14 @@ where
     let mut metric = String::new();
     for s in 0..study.seeds {
         let seeds = master.child("seed").index(s as u64);
-        let env =
-            make_env(seeds.child("env")).map_err(|source| MetaError::EnvironmentSetup { seed: s, source })?;
+        let env = make_env(env_seeds(master_seed, s))
+            .map_err(|source| MetaError::EnvironmentSetup { seed: s, source })?;
         metric = env.metric_name().to_string();
         let dir = out.join(format!("seed-{s}"));
         progress.context(format!("seed {}/{} ·", s + 1, study.seeds));
         progress.phase("learning ψ".into());
         let start = Instant::now();
-        let outcome = train_policy(&env, meta, seeds.child("meta"), &dir, resume, progress)?;
+        let outcome = train_policy(&env, executor, s, meta, seeds.child("meta"), &dir, resume, progress)?;
         let learn_s = start.elapsed().as_secs_f64();
         let result_path = dir.join("result.json");
         let cached = if resume && result_path.exists() {
@@ -245,7 +266,8 @@ where
                 r
             }
             None => {
-                let r = evaluate_seed(&env, &outcome, meta, study, seeds, learn_s, progress)?;
+                let at = SeedAt { executor, dir: &dir, study_seed: s, seeds };
+                let r = evaluate_seed(&env, &at, &outcome, meta, study, learn_s, progress)?;
                 let json = serde_json::to_vec_pretty(&r).map_err(|e| MetaError::Write {
                     path: result_path.clone(),
                     source: std::io::Error::other(e),
@@ -343,75 +365,109 @@ fn mean_std(values: &[f64]) -> (f64, f64) {
     (mean, std)
 }
 
-#[allow(clippy::too_many_arguments)]
+/// Where one study seed's final evaluations run and their files go.
+struct SeedAt<'a> {
+    executor: &'a Executor,
+    dir: &'a Path,
+    study_seed: usize,
+    seeds: SeedTree,
+}
+
+impl SeedAt<'_> {
+    fn evaluate<E: Environment>(
+        &self,
+        env: &E,
+        name: &str,
+        what: &str,
+        jobs: &[Job],
+        progress: &Progress,
+    ) -> Result<Vec<Evaluation>, MetaError> {
+        let batch = Batch {
+            dir: self.dir.to_path_buf(),
+            study_seed: self.study_seed,
+            name: name.to_string(),
+            what: what.to_string(),
+        };
+        self.executor.evaluate(env, &batch, jobs, progress)
+    }
+}
+
 fn evaluate_seed<E: Environment>(
     env: &E,
+    at: &SeedAt<'_>,
     outcome: &MetaOutcome,
     meta: &MetaConfig,
     study: &StudyConfig,
-    seeds: SeedTree,
     learn_s: f64,
     progress: &Progress,
 ) -> Result<SeedResult, MetaError> {
-    let pool = worker_pool(meta.threads, env.max_parallel())?;
+    let seeds = at.seeds;
     let space = env.space();
     let finals = study.final_trainings as u64;
-    let test_on =
-        |psi: &ParamValues, label: &str, start: Instant, extra_s: f64| -> Result<Score, MetaError> {
-            let jobs: Vec<(ParamValues, u64)> =
-                (0..finals).map(|j| (psi.clone(), seeds.child(label).index(j).seed())).collect();
-            let evals = evaluate_all(env, &pool, &jobs, Split::Test, label, progress)?;
-            Ok(Score::of(&evals, extra_s + start.elapsed().as_secs_f64()))
-        };
+    let sample = |psi: ParamValues, seed: u64, split: Split| Job::Sample { psi, seed, split };
+    let test_on = |psi: &ParamValues,
+                   label: &str,
+                   what: &str,
+                   start: Instant,
+                   extra_s: f64|
+     -> Result<Score, MetaError> {
+        let jobs: Vec<Job> = (0..finals)
+            .map(|j| sample(psi.clone(), seeds.child(label).index(j).seed(), Split::Test))
+            .collect();
+        let evals = at.evaluate(env, label, what, &jobs, progress)?;
+        Ok(Score::of(&evals, extra_s + start.elapsed().as_secs_f64()))
+    };
     let phase = |what: &str| progress.phase(what.to_string());
 
     phase("testing ψ*");
     let start = Instant::now();
     let psi_star = outcome.policy.mode();
-    let learned = test_on(&psi_star, "final-learned", start, learn_s)?;
+    let learned = test_on(&psi_star, "final-learned", "learned ψ*", start, learn_s)?;
 
     phase("random ψ");
     let start = Instant::now();
-    let jobs: Vec<(ParamValues, u64)> = (0..finals)
+    let jobs: Vec<Job> = (0..finals)
         .map(|j| {
             let psi = uniform_sample(space, &mut seeds.child("random-psi").index(j).rng());
-            (psi, seeds.child("final-random").index(j).seed())
+            sample(psi, seeds.child("final-random").index(j).seed(), Split::Test)
         })
         .collect();
-    let evals = evaluate_all(env, &pool, &jobs, Split::Test, "random ψ", progress)?;
+    let evals = at.evaluate(env, "final-random", "random ψ", &jobs, progress)?;
     let random = Score::of(&evals, start.elapsed().as_secs_f64());
 
     phase("random search");
     let start = Instant::now();
     let budget = (meta.iterations * meta.samples_per_iteration) as u64;
-    let jobs: Vec<(ParamValues, u64)> = (0..budget)
-        .map(|n| {
-            let psi = uniform_sample(space, &mut seeds.child("search-psi").index(n).rng());
-            (psi, seeds.child("search-data").index(n).seed())
-        })
-        .collect();
+    let candidates: Vec<ParamValues> =
+        (0..budget).map(|n| uniform_sample(space, &mut seeds.child("search-psi").index(n).rng())).collect();
     let mut best: Option<(f64, ParamValues)> = None;
-    for chunk in jobs.chunks(meta.samples_per_iteration.max(1)) {
-        let evals = evaluate_all(env, &pool, chunk, Split::Validation, "random search", progress)?;
-        for ((psi, _), e) in chunk.iter().zip(evals) {
+    let chunk_size = meta.samples_per_iteration.max(1);
+    for (c, chunk) in candidates.chunks(chunk_size).enumerate() {
+        let jobs: Vec<Job> = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, psi)| {
+                let n = (c * chunk_size + i) as u64;
+                sample(psi.clone(), seeds.child("search-data").index(n).seed(), Split::Validation)
+            })
+            .collect();
+        let evals =
+            at.evaluate(env, &format!("search-{c}"), &format!("random search, batch {c}"), &jobs, progress)?;
+        for (psi, e) in chunk.iter().zip(evals) {
             if best.as_ref().is_none_or(|(r, _)| e.reward > *r) {
                 best = Some((e.reward, psi.clone()));
             }
         }
     }
     let search_best = best.map_or_else(|| outcome.policy.mode(), |(_, psi)| psi);
-    let random_search = test_on(&search_best, "final-search", start, 0.0)?;
+    let random_search = test_on(&search_best, "final-search", "random search's best ψ", start, 0.0)?;
 
     let target_label = env.target_label();
     phase(&target_label);
     let start = Instant::now();
-    let target_evals = run_jobs(&pool, study.final_trainings, |j| {
-        env.evaluate_target(seeds.child("final-target").index(j as u64).seed())
-            .map_err(|source| MetaError::Environment { what: target_label.clone(), source })
-    })
-    .into_iter()
-    .collect::<Result<Vec<Evaluation>, MetaError>>()?;
-    progress.advance(finals);
+    let jobs: Vec<Job> =
+        (0..finals).map(|j| Job::Target { seed: seeds.child("final-target").index(j).seed() }).collect();
+    let target_evals = at.evaluate(env, "final-target", &target_label, &jobs, progress)?;
     let target = Score::of(&target_evals, start.elapsed().as_secs_f64());
     Ok(SeedResult { learned, random, random_search, target, psi_star, search_best })
 }
@@ -428,6 +484,7 @@ mod tests {
             out: PathBuf::from("runs/exp"),
             seeds,
             resume: false,
+            executor: None,
         }
     }
 

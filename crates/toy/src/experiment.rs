@@ -9,7 +9,10 @@ use l2s_core::{ConfigError, load_ron};
 use l2s_meta::progress::Progress;
 use l2s_meta::report::{PlotError, plot_psi_trajectories, plot_reward_curve, summary_table, write_summary};
 use l2s_meta::study::{SeedRun, study_trainings};
-use l2s_meta::{MetaConfig, MetaError, StudyConfig, StudyRunOptions, StudySummary, run_study};
+use l2s_meta::worker::{ExperimentSpec, JobFile, WorkerError};
+use l2s_meta::{
+    Executor, ExecutorConfig, MetaConfig, MetaError, StudyConfig, StudyRunOptions, StudySummary, run_study,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::env::{DataConfig, SimulatorConfig, ToyEnv};
@@ -30,6 +33,9 @@ pub struct ToyConfig {
     pub svm: SvmConfig,
     pub meta: MetaConfig,
     pub study: StudyConfig,
+    /// Where the evaluations run: `Local` (default) or `Slurm(...)`.
+    #[serde(default)]
+    pub executor: ExecutorConfig,
 }
 
 impl Validate for ToyConfig {
@@ -38,7 +44,8 @@ impl Validate for ToyConfig {
         self.data.validate().map_err(|e| e.within("data"))?;
         self.svm.validate().map_err(|e| e.within("svm"))?;
         self.meta.validate().map_err(|e| e.within("meta"))?;
-        self.study.validate().map_err(|e| e.within("study"))
+        self.study.validate().map_err(|e| e.within("study"))?;
+        self.executor.validate().map_err(|e| e.within("executor"))
     }
 }
 
@@ -50,6 +57,8 @@ pub enum ToyError {
     Meta(#[from] MetaError),
     #[error(transparent)]
     Plot(#[from] PlotError),
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
     #[error(
         "--target-data `{}`: the toy experiment's target is a Gaussian mixture, not a dataset\n  hint: --target-data is for the CarCounting and Segmentation configs; give the toy a mixture with --target FILE",
         .0.display()
@@ -57,29 +66,57 @@ pub enum ToyError {
     TargetData(std::path::PathBuf),
 }
 
-/// Runs the study, then writes `summary.json`, `report.md` and the figures into `options.out`.
-pub fn run_toy_experiment(
-    mut config: ToyConfig,
-    options: &StudyRunOptions,
-) -> Result<StudySummary, ToyError> {
-    let start = Instant::now();
-    if let Some(dir) = &options.target_data {
-        return Err(ToyError::TargetData(dir.clone()));
+/// A toy experiment ready to run: its config with the command line applied, the target
+/// and the fingerprint that `--resume` and the workers check.
+struct Prepared {
+    config: ToyConfig,
+    target_path: PathBuf,
+    target: Mixture,
+    fingerprint: String,
+}
+
+impl Prepared {
+    fn new(mut config: ToyConfig, options: &StudyRunOptions) -> Result<Self, ToyError> {
+        if let Some(dir) = &options.target_data {
+            return Err(ToyError::TargetData(dir.clone()));
+        }
+        let target_path = options.target_path(&config.target);
+        let target: Mixture = load_ron(&target_path)?;
+        options.apply_seeds(&mut config.study)?;
+        config.executor = config.executor.overridden(options.executor);
+        // Where the evaluations run changes no result, so a run may resume on another executor.
+        let fingerprint = serde_json::to_string(&(
+            &ToyConfig { executor: ExecutorConfig::Local, ..config.clone() },
+            &target,
+        ))
+        .unwrap_or_default();
+        Ok(Self { config, target_path, target, fingerprint })
     }
-    let target_path = options.target_path(&config.target);
-    let target: Mixture = load_ron(&target_path)?;
-    options.apply_seeds(&mut config.study)?;
-    let fingerprint = serde_json::to_string(&(&config, &target)).unwrap_or_default();
+
+    fn make_env(&self, seeds: l2s_core::SeedTree) -> ToyEnv {
+        let c = &self.config;
+        ToyEnv::new(c.simulator.clone(), self.target.clone(), &c.data, c.svm.clone(), seeds)
+    }
+}
+
+/// Runs the study, then writes `summary.json`, `report.md` and the figures into `options.out`.
+pub fn run_toy_experiment(config: ToyConfig, options: &StudyRunOptions) -> Result<StudySummary, ToyError> {
+    let start = Instant::now();
+    let prepared = Prepared::new(config, options)?;
+    let config = &prepared.config;
+    let executor = Executor::for_study(&config.executor, config.meta.threads, || ExperimentSpec {
+        options: options.absolute(),
+        fingerprint: prepared.fingerprint.clone(),
+    })?;
     let progress = Progress::new(study_trainings(&config.meta, &config.study));
-    let make_env = |seeds| {
-        Ok(ToyEnv::new(config.simulator.clone(), target.clone(), &config.data, config.svm.clone(), seeds))
-    };
+    let make_env = |seeds| Ok(prepared.make_env(seeds));
     let (summary, runs) = run_study(
         make_env,
+        &executor,
         &config.meta,
         &config.study,
         config.seed,
-        &fingerprint,
+        &prepared.fingerprint,
         &options.out,
         options.resume,
         &progress,
@@ -87,12 +124,19 @@ pub fn run_toy_experiment(
     progress.finish();
     write_summary(&options.out, &summary)?;
     if let Some(first) = runs.first() {
-        let env = make_env(first.seeds.child("env"))
-            .map_err(|e: l2s_meta::BoxError| MetaError::EnvironmentSetup { seed: 0, source: e })?;
-        write_figures(&options.out, &env, first)?;
+        write_figures(&options.out, &prepared.make_env(first.seeds.child("env")), first)?;
     }
-    write_report(&options.out, &config, &target_path, &summary, start.elapsed().as_secs_f64())?;
+    write_report(&options.out, config, &prepared.target_path, &summary, start.elapsed().as_secs_f64())?;
     Ok(summary)
+}
+
+/// `l2s evaluate --job FILE` for a toy study: rebuilds the job's environment and runs it.
+pub fn evaluate_toy_job(config: ToyConfig, spec: &ExperimentSpec, job: &JobFile) -> Result<(), ToyError> {
+    let prepared = Prepared::new(config, &spec.options)?;
+    job.check_fingerprint(spec, &prepared.fingerprint)?;
+    let env = prepared.make_env(l2s_meta::study::env_seeds(prepared.config.seed, job.study_seed));
+    job.run(&env)?;
+    Ok(())
 }
 
 fn write_figures(out: &Path, env: &ToyEnv, run: &SeedRun) -> Result<(), ToyError> {

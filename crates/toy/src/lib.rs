@@ -9,6 +9,6 @@ pub mod plots;
 pub mod svm;
 
 pub use env::{SimulatorConfig, ToyEnv};
-pub use experiment::{ToyConfig, ToyError, run_toy_experiment};
+pub use experiment::{ToyConfig, ToyError, evaluate_toy_job, run_toy_experiment};
 pub use mixture::{Component, Dataset, Mixture};
 pub use svm::{Svm, SvmConfig};

@@ -14,7 +14,11 @@ use l2s_meta::policy::uniform_sample;
 use l2s_meta::progress::Progress;
 use l2s_meta::report::{PlotError, plot_psi_trajectories, plot_reward_curve, summary_table, write_summary};
 use l2s_meta::study::study_trainings;
-use l2s_meta::{BoxError, MetaConfig, MetaError, StudyConfig, StudyRunOptions, StudySummary, run_study};
+use l2s_meta::worker::{ExperimentSpec, JobFile, WorkerError};
+use l2s_meta::{
+    BoxError, Executor, ExecutorConfig, MetaConfig, MetaError, StudyConfig, StudyRunOptions, StudySummary,
+    run_study,
+};
 use l2s_render::{RenderError, RenderSettings, Renderer};
 use l2s_scene::TrafficParams;
 use l2s_train::{BackendChoice, training_device};
@@ -53,6 +57,9 @@ pub struct TrafficConfig {
     pub backend: BackendChoice,
     pub meta: MetaConfig,
     pub study: StudyConfig,
+    /// Where the evaluations run: `Local` (default) or `Slurm(...)`.
+    #[serde(default)]
+    pub executor: ExecutorConfig,
 }
 
 impl Validate for TrafficConfig {
@@ -76,7 +83,8 @@ impl Validate for TrafficConfig {
         self.data.validate().map_err(|e| e.within("data"))?;
         self.train.validate().map_err(|e| e.within("train"))?;
         self.meta.validate().map_err(|e| e.within("meta"))?;
-        self.study.validate().map_err(|e| e.within("study"))
+        self.study.validate().map_err(|e| e.within("study"))?;
+        self.executor.validate().map_err(|e| e.within("executor"))
     }
 }
 
@@ -98,94 +106,146 @@ pub enum TrafficError {
     Run { what: String, source: BoxError },
     #[error("cannot write `{}`: {source}", path.display())]
     Write { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Worker(#[from] WorkerError),
+}
+
+/// A traffic experiment ready to run: its config with the command line applied, the target
+/// domain and the fingerprint that `--resume` and the workers check.
+struct Prepared {
+    task: Task,
+    config: TrafficConfig,
+    learned: LearnedSpace,
+    target: TargetDomain,
+    format: SampleFormat,
+    target_text: String,
+    fingerprint: String,
+}
+
+impl Prepared {
+    fn new(task: Task, mut config: TrafficConfig, options: &StudyRunOptions) -> Result<Self, TrafficError> {
+        if task == Task::Segmentation
+            && !(config.render.width.is_multiple_of(4) && config.render.height.is_multiple_of(4))
+        {
+            return Err(TrafficError::Invalid(InvalidField::new(
+                "render",
+                format!(
+                    "is {}x{}; the segmentation U-Net halves the image twice, so width and height must be multiples of 4",
+                    config.render.width, config.render.height
+                ),
+            )));
+        }
+        options.apply_seeds(&mut config.study)?;
+        config.executor = config.executor.overridden(options.executor);
+        // Where the evaluations run changes no result, so a run may resume on another executor.
+        let config_key = TrafficConfig { executor: ExecutorConfig::Local, ..config.clone() };
+        let learned = LearnedSpace::new(&config.learn, &config.base)?;
+        let resolve = |p: &Path| l2s_core::config::resolve_beside(&options.config_path, p);
+        // `--target-data` beats `--target`, which beats the config's own target.
+        let data_target = match (&options.target_data, &options.target, &config.target_data) {
+            (Some(dir), _, configured) => Some(match configured {
+                Some(c) => (TargetDataConfig { dir: dir.clone(), ..c.clone() }, dir.clone()),
+                None => (TargetDataConfig::with_dir(dir.clone()), dir.clone()),
+            }),
+            (None, None, Some(c)) => Some((c.clone(), resolve(&c.dir))),
+            _ => None,
+        };
+        let (target, format, target_text, fingerprint) = match data_target {
+            Some((data_config, dir)) => {
+                data_config.validate().map_err(|e| e.within("target_data"))?;
+                let framing = l2s_data::Framing { width: config.render.width, height: config.render.height };
+                let class_map = match task {
+                    Task::Segmentation => Some(data_config.class_map()?),
+                    Task::Counting => None,
+                };
+                let loaded = load_data_target(
+                    &data_config,
+                    &dir,
+                    class_map.as_ref(),
+                    framing,
+                    &config.data,
+                    SeedTree::new(config.seed).child("target-split"),
+                    resolve,
+                )?;
+                let classes = class_map.map_or(ClassScheme::Renderer, ClassScheme::Table);
+                let format = SampleFormat { classes, vertical_fov_deg: loaded.vertical_fov_deg };
+                let text = format!(
+                    "the dataset `{}` ({:?} layout, {} images of {}x{}, each centre-cropped to the model's aspect ratio and \
+                 scaled to {}x{}: RGB bilinear, labels nearest-neighbour); validation {}, test {} and oracle {} images drawn \
+                 by the master seed; the renderer's camera field of view: {}",
+                    dir.display(),
+                    loaded.layout,
+                    loaded.frames,
+                    loaded.source_size.0,
+                    loaded.source_size.1,
+                    framing.width,
+                    framing.height,
+                    loaded.validation.len(),
+                    loaded.test.len(),
+                    loaded.oracle.len(),
+                    loaded.fov_source
+                );
+                let fingerprint = serde_json::to_string(&(
+                    task,
+                    &config_key,
+                    &data_config,
+                    dir.display().to_string(),
+                    &loaded.test_names,
+                ))
+                .unwrap_or_default();
+                (TargetDomain::Data(Arc::new(loaded)), format, text, fingerprint)
+            }
+            None => {
+                let configured = config.target.clone().unwrap_or_default();
+                let target_path = options.target_path(&configured);
+                let target: Target = load_ron(&target_path)?;
+                let fingerprint = serde_json::to_string(&(task, &config_key, &target)).unwrap_or_default();
+                let text = format!("`{}`", target_path.display());
+                (TargetDomain::Simulated(target), SampleFormat::renderer(), text, fingerprint)
+            }
+        };
+        Ok(Self { task, config, learned, target, format, target_text, fingerprint })
+    }
+
+    /// The environment every study seed shares (see `TrafficEnv`): renders the target's
+    /// validation and test sets and trains the shared start.
+    fn make_env(
+        &self,
+        renderer: &Arc<Mutex<Renderer>>,
+        times: &Arc<PhaseTimes>,
+        progress: &Progress,
+    ) -> Result<TrafficEnv, BoxError> {
+        let c = &self.config;
+        TrafficEnv::new(
+            self.task,
+            self.learned.clone(),
+            self.target.clone(),
+            self.format.clone(),
+            c.data.clone(),
+            c.train.clone(),
+            renderer.clone(),
+            training_device(c.backend),
+            &SeedTree::new(c.seed).child("shared"),
+            times.clone(),
+            progress.clone(),
+        )
+    }
 }
 
 /// Runs the study, then writes `summary.json`, `report.md` and the figures into `options.out`.
 pub fn run_traffic_experiment(
     task: Task,
-    mut config: TrafficConfig,
+    config: TrafficConfig,
     options: &StudyRunOptions,
 ) -> Result<StudySummary, TrafficError> {
     let start = Instant::now();
-    if task == Task::Segmentation
-        && !(config.render.width.is_multiple_of(4) && config.render.height.is_multiple_of(4))
-    {
-        return Err(TrafficError::Invalid(InvalidField::new(
-            "render",
-            format!(
-                "is {}x{}; the segmentation U-Net halves the image twice, so width and height must be multiples of 4",
-                config.render.width, config.render.height
-            ),
-        )));
-    }
-    options.apply_seeds(&mut config.study)?;
-    let learned = LearnedSpace::new(&config.learn, &config.base)?;
-    let resolve = |p: &Path| l2s_core::config::resolve_beside(&options.config_path, p);
-    // `--target-data` beats `--target`, which beats the config's own target.
-    let data_target = match (&options.target_data, &options.target, &config.target_data) {
-        (Some(dir), _, configured) => Some(match configured {
-            Some(c) => (TargetDataConfig { dir: dir.clone(), ..c.clone() }, dir.clone()),
-            None => (TargetDataConfig::with_dir(dir.clone()), dir.clone()),
-        }),
-        (None, None, Some(c)) => Some((c.clone(), resolve(&c.dir))),
-        _ => None,
-    };
-    let (target, format, target_text, fingerprint) = match data_target {
-        Some((data_config, dir)) => {
-            data_config.validate().map_err(|e| e.within("target_data"))?;
-            let framing = l2s_data::Framing { width: config.render.width, height: config.render.height };
-            let class_map = match task {
-                Task::Segmentation => Some(data_config.class_map()?),
-                Task::Counting => None,
-            };
-            let loaded = load_data_target(
-                &data_config,
-                &dir,
-                class_map.as_ref(),
-                framing,
-                &config.data,
-                SeedTree::new(config.seed).child("target-split"),
-                resolve,
-            )?;
-            let classes = class_map.map_or(ClassScheme::Renderer, ClassScheme::Table);
-            let format = SampleFormat { classes, vertical_fov_deg: loaded.vertical_fov_deg };
-            let text = format!(
-                "the dataset `{}` ({:?} layout, {} images of {}x{}, each centre-cropped to the model's aspect ratio and \
-                 scaled to {}x{}: RGB bilinear, labels nearest-neighbour); validation {}, test {} and oracle {} images drawn \
-                 by the master seed; the renderer's camera field of view: {}",
-                dir.display(),
-                loaded.layout,
-                loaded.frames,
-                loaded.source_size.0,
-                loaded.source_size.1,
-                framing.width,
-                framing.height,
-                loaded.validation.len(),
-                loaded.test.len(),
-                loaded.oracle.len(),
-                loaded.fov_source
-            );
-            let fingerprint = serde_json::to_string(&(
-                task,
-                &config,
-                &data_config,
-                dir.display().to_string(),
-                &loaded.test_names,
-            ))
-            .unwrap_or_default();
-            (TargetDomain::Data(Arc::new(loaded)), format, text, fingerprint)
-        }
-        None => {
-            let configured = config.target.clone().unwrap_or_default();
-            let target_path = options.target_path(&configured);
-            let target: Target = load_ron(&target_path)?;
-            let fingerprint = serde_json::to_string(&(task, &config, &target)).unwrap_or_default();
-            let text = format!("`{}`", target_path.display());
-            (TargetDomain::Simulated(target), SampleFormat::renderer(), text, fingerprint)
-        }
-    };
+    let prepared = Prepared::new(task, config, options)?;
+    let Prepared { config, learned, target, format, target_text, fingerprint, .. } = &prepared;
+    let executor = Executor::for_study(&config.executor, config.meta.threads, || ExperimentSpec {
+        options: options.absolute(),
+        fingerprint: fingerprint.clone(),
+    })?;
     let renderer = Arc::new(Mutex::new(Renderer::new(config.render.clone())?));
-    let device = training_device(config.backend);
     let progress = Progress::new(study_trainings(&config.meta, &config.study));
     let times = Arc::new(PhaseTimes::default());
     // Every study seed uses the same target sets and shared start (see `TrafficEnv`), made
@@ -196,28 +256,18 @@ pub fn run_traffic_experiment(
             return Ok(env.clone());
         }
         progress.phase("rendering the target's validation and test sets".into());
-        let env = TrafficEnv::new(
-            task,
-            learned.clone(),
-            target.clone(),
-            format.clone(),
-            config.data.clone(),
-            config.train.clone(),
-            renderer.clone(),
-            device.clone(),
-            &SeedTree::new(config.seed).child("shared"),
-            times.clone(),
-            progress.clone(),
-        )?;
+        let env = prepared.make_env(&renderer, &times, &progress)?;
         *shared.borrow_mut() = Some(env.clone());
         Ok(env)
     };
+
     let (summary, runs) = run_study(
         make_env,
+        &executor,
         &config.meta,
         &config.study,
         config.seed,
-        &fingerprint,
+        fingerprint,
         &options.out,
         options.resume,
         &progress,
@@ -234,9 +284,9 @@ pub fn run_traffic_experiment(
         write_grid(
             &options.out.join("samples.png"),
             &renderer,
-            &format,
-            &learned,
-            &target,
+            format,
+            learned,
+            target,
             &random,
             &psi_star,
             &first.seeds,
@@ -253,13 +303,31 @@ pub fn run_traffic_experiment(
     write_report(
         &options.out,
         task,
-        &config,
-        (&target_text, &target),
+        config,
+        (target_text, target),
         &summary,
         start.elapsed().as_secs_f64(),
         times.seconds(),
     )?;
     Ok(summary)
+}
+
+/// `l2s evaluate --job FILE` for a traffic study: rebuilds the environment (the target's
+/// sets and the shared start, as the driver made them) and runs the job.
+pub fn evaluate_traffic_job(
+    task: Task,
+    config: TrafficConfig,
+    spec: &ExperimentSpec,
+    job: &JobFile,
+) -> Result<(), TrafficError> {
+    let prepared = Prepared::new(task, config, &spec.options)?;
+    job.check_fingerprint(spec, &prepared.fingerprint)?;
+    let renderer = Arc::new(Mutex::new(Renderer::new(prepared.config.render.clone())?));
+    let env = prepared
+        .make_env(&renderer, &Arc::new(PhaseTimes::default()), &Progress::hidden())
+        .map_err(|source| TrafficError::Run { what: "building the environment".into(), source })?;
+    job.run(&env)?;
+    Ok(())
 }
 
 /// RGB next to its class map in the classes' colours (black: ignored or unlabelled).

@@ -16,5 +16,5 @@ pub mod experiment;
 pub mod target_data;
 
 pub use env::{ClassScheme, DomainShift, SampleFormat, Target, TargetDomain, Task, TrafficEnv};
-pub use experiment::{TrafficConfig, TrafficError, run_traffic_experiment};
+pub use experiment::{TrafficConfig, TrafficError, evaluate_traffic_job, run_traffic_experiment};
 pub use target_data::TargetDataConfig;
