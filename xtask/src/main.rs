@@ -7,6 +7,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+mod slurm;
 mod train_report;
 
 #[derive(Debug, Parser)]
@@ -29,7 +30,15 @@ enum Task {
         args: Vec<String>,
     },
     /// What CI runs: rustfmt check, clippy with warnings denied, every test (release profile).
+    /// Where Slurm is installed, the local test cluster is started first (`slurm-up`) so
+    /// that the Slurm executor's tests run; with L2S_REQUIRE_SLURM=1 they must.
     Ci,
+    /// Start a one-node Slurm cluster on localhost (daemons, munge key, `slurm.conf` in
+    /// ~/.cache/l2s-slurm or $L2S_SLURM_DIR) and print its `slurm.conf` path: then
+    /// `export SLURM_CONF=<path>` and `l2s experiment --executor slurm ...`.
+    SlurmUp,
+    /// Stop the local Slurm cluster that `slurm-up` started.
+    SlurmDown,
     /// Build `l2s` and open the interactive scene preview.
     Preview {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
@@ -59,10 +68,16 @@ fn workspace_root() -> PathBuf {
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
+    cargo_with(args, &[])
+}
+
+/// `cargo ARGS` with further environment variables.
+fn cargo_with(args: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo {}", args.join(" "));
     let status = Command::new(&cargo)
         .args(args)
+        .envs(env.iter().copied())
         .current_dir(workspace_root())
         .status()
         .with_context(|| format!("cannot start `{cargo}`"))?;
@@ -188,7 +203,28 @@ fn run(task: Task) -> anyhow::Result<()> {
                 "-D",
                 "warnings",
             ])?;
-            cargo(&["test", "--release", "--workspace", "--locked"])
+            let require_slurm = std::env::var("L2S_REQUIRE_SLURM").is_ok_and(|v| v == "1");
+            let slurm_conf = if slurm::installed() || require_slurm {
+                Some(slurm::up(&slurm::cluster_dir())?)
+            } else {
+                eprintln!(
+                    "xtask: Slurm is not installed: the Slurm executor's tests will skip (install: sudo apt-get install -y --no-install-recommends {})",
+                    slurm::PACKAGES.join(" ")
+                );
+                None
+            };
+            let env: Vec<(&str, &Path)> = slurm_conf.iter().map(|c| ("SLURM_CONF", c.as_path())).collect();
+            cargo_with(&["test", "--release", "--workspace", "--locked"], &env)
+        }
+        Task::SlurmUp => {
+            let conf = slurm::up(&slurm::cluster_dir())?;
+            println!("{}", conf.display());
+            Ok(())
+        }
+        Task::SlurmDown => {
+            slurm::down(&slurm::cluster_dir());
+            eprintln!("xtask: the local Slurm cluster in {} is stopped", slurm::cluster_dir().display());
+            Ok(())
         }
         Task::Bench { name, pytorch, pytorch_command, args } => {
             let known = ["toy", "train", "render"];

@@ -354,11 +354,18 @@ impl SlurmRunner {
                 .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
                 .map(str::to_string)
         };
+        let log = submission.log(k);
+        let unknown = if log.exists() {
+            "state no longer known to Slurm"
+        } else {
+            // Without accounting, Slurm forgets an array task cancelled before it started.
+            "removed from the queue before it started (cancelled, or purged)"
+        };
         Failure {
-            state: field("JobState").unwrap_or_else(|| "state no longer known to Slurm".into()),
+            state: field("JobState").unwrap_or_else(|| unknown.into()),
             exit_code: field("ExitCode").unwrap_or_else(|| "?".into()),
             task_id,
-            log: submission.log(k),
+            log,
         }
     }
 }
