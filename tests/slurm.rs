@@ -71,6 +71,38 @@ fn metrics_csv(out: &Path) -> String {
     std::fs::read_to_string(out.join("seed-0").join("metrics.csv")).expect("metrics.csv")
 }
 
+/// The two runs' `summary.json` (without wall times) and records are identical.
+fn assert_same_results(local: &Path, other: &Path) {
+    assert_eq!(summary_without_times(local), summary_without_times(other));
+    assert_eq!(metrics_csv(local), metrics_csv(other));
+}
+
+/// A small toy study run locally for reference, and its config with a Slurm executor that
+/// runs one task at a time (so that an array's last tasks wait in the queue long enough to
+/// be cancelled, or outlive a killed driver).
+struct OneAtATime {
+    dir: tempfile::TempDir,
+    local: PathBuf,
+    config: PathBuf,
+    out: PathBuf,
+}
+
+impl OneAtATime {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let toy = small_config(dir.path(), 2);
+        let local = dir.path().join("local");
+        run_ok(dir.path(), &toy, &local, &["--seeds", "1"]);
+        let config = with_slurm(&toy, "max_running: 1, poll_interval_s: 0.2");
+        let out = dir.path().join("slurm");
+        Self { dir, local, config, out }
+    }
+
+    fn spawn(&self, log: &str) -> Child {
+        spawn(self.dir.path(), &self.config, &self.out, log)
+    }
+}
+
 /// The recorded submissions of one batch: (job id, array indices).
 fn submissions(batch: &Path) -> Vec<(String, Vec<usize>)> {
     let Ok(text) = std::fs::read_to_string(batch.join("arrays.json")) else { return Vec::new() };
@@ -110,8 +142,7 @@ fn slurm_runs_give_the_local_executors_results_bit_for_bit() {
     let (local, slurm) = (dir.path().join("toy-local"), dir.path().join("toy-slurm"));
     run_ok(dir.path(), &toy, &local, &["--seeds", "1"]);
     run_ok(dir.path(), &toy, &slurm, &["--seeds", "1", "--executor", "slurm"]);
-    assert_eq!(summary_without_times(&local), summary_without_times(&slurm));
-    assert_eq!(metrics_csv(&local), metrics_csv(&slurm));
+    assert_same_results(&local, &slurm);
     // The evaluations really ran on Slurm: a result file per task, written by a node.
     let result =
         std::fs::read_to_string(slurm.join("seed-0/slurm/iteration-1/result-0.json")).expect("result");
@@ -121,8 +152,7 @@ fn slurm_runs_give_the_local_executors_results_bit_for_bit() {
     let (local, slurm) = (dir.path().join("traffic-local"), dir.path().join("traffic-slurm"));
     run_ok(dir.path(), &traffic, &local, &[]);
     run_ok(dir.path(), &traffic, &slurm, &["--executor", "slurm"]);
-    assert_eq!(summary_without_times(&local), summary_without_times(&slurm));
-    assert_eq!(metrics_csv(&local), metrics_csv(&slurm));
+    assert_same_results(&local, &slurm);
 }
 
 /// `scancel` of one array task while its array runs: the task is submitted again and the
@@ -132,15 +162,9 @@ fn a_cancelled_array_task_is_submitted_again() {
     if !cluster_available() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = small_config(dir.path(), 2);
-    let local = dir.path().join("local");
-    run_ok(dir.path(), &config, &local, &["--seeds", "1"]);
-    // One task at a time, so that the array's last tasks wait in the queue long enough to
-    // be cancelled.
-    let slurm_config = with_slurm(&config, "max_running: 1, poll_interval_s: 0.2");
-    let out = dir.path().join("slurm");
-    let mut driver = spawn(dir.path(), &slurm_config, &out, "cancel.log");
+    let run = OneAtATime::new();
+    let out = &run.out;
+    let mut driver = run.spawn("cancel.log");
     let mut cancelled: Option<(PathBuf, usize)> = None;
     let start = Instant::now();
     while cancelled.is_none() && driver.try_wait().expect("driver status").is_none() {
@@ -166,7 +190,7 @@ fn a_cancelled_array_task_is_submitted_again() {
         std::thread::sleep(Duration::from_millis(100));
     }
     let status = driver.wait().expect("driver ends");
-    let log = std::fs::read_to_string(dir.path().join("cancel.log")).unwrap_or_default();
+    let log = std::fs::read_to_string(run.dir.path().join("cancel.log")).unwrap_or_default();
     assert!(status.success(), "the driver failed:\n{log}");
     let (batch, k) = cancelled.expect("a pending task was cancelled");
     // The cancelled task went into a second submission, and the run's log says why.
@@ -176,8 +200,7 @@ fn a_cancelled_array_task_is_submitted_again() {
     let warning =
         format!("Slurm task {job_id}_{k} ended without a result (removed from the queue before it started");
     assert!(log.contains(&warning), "no `{warning}` in:\n{log}");
-    assert_eq!(summary_without_times(&local), summary_without_times(&out));
-    assert_eq!(metrics_csv(&local), metrics_csv(&out));
+    assert_same_results(&run.local, out);
 }
 
 /// The driver killed while an array runs, then `--resume`: it waits for the tasks it had
@@ -187,13 +210,9 @@ fn a_killed_driver_resumes_without_resubmitting() {
     if !cluster_available() {
         return;
     }
-    let dir = tempfile::tempdir().expect("tempdir");
-    let config = small_config(dir.path(), 2);
-    let local = dir.path().join("local");
-    run_ok(dir.path(), &config, &local, &["--seeds", "1"]);
-    let slurm_config = with_slurm(&config, "max_running: 1, poll_interval_s: 0.2");
-    let out = dir.path().join("slurm");
-    let mut driver = spawn(dir.path(), &slurm_config, &out, "killed.log");
+    let run = OneAtATime::new();
+    let out = &run.out;
+    let mut driver = run.spawn("killed.log");
     let batch = out.join("seed-0/slurm/iteration-1");
     wait_for("the second iteration's array", Duration::from_secs(300), || !submissions(&batch).is_empty());
     driver.kill().expect("kill the driver");
@@ -201,10 +220,9 @@ fn a_killed_driver_resumes_without_resubmitting() {
     assert_eq!(status.signal(), Some(9), "the driver was not killed: {status}");
     assert!(!out.join("summary.json").exists(), "the driver had finished before the kill");
 
-    run_ok(dir.path(), &slurm_config, &out, &["--seeds", "1", "--resume"]);
+    run_ok(run.dir.path(), &run.config, out, &["--seeds", "1", "--resume"]);
     assert_eq!(submissions(&batch).len(), 1, "the resumed driver submitted the array's tasks again");
-    assert_eq!(summary_without_times(&local), summary_without_times(&out));
-    assert_eq!(metrics_csv(&local), metrics_csv(&out));
+    assert_same_results(&run.local, out);
 }
 
 /// A task that fails on every attempt stops the run after `retries` with an error naming

@@ -372,6 +372,17 @@ mod tests {
         }
     }
 
+    /// [`train_policy`] on the local pool with two workers, as study seed 0.
+    fn train(
+        env: &Quadratic,
+        cfg: &MetaConfig,
+        seeds: SeedTree,
+        dir: &Path,
+        resume: bool,
+    ) -> Result<MetaOutcome, MetaError> {
+        train_policy(env, &Executor::local(2), 0, cfg, seeds, dir, resume, &Progress::hidden())
+    }
+
     fn config() -> MetaConfig {
         MetaConfig {
             iterations: 12,
@@ -396,54 +407,17 @@ mod tests {
         let cfg = config();
         let seeds = SeedTree::new(42);
         let whole_dir = tempfile::tempdir().expect("tempdir");
-        let whole = train_policy(
-            &Quadratic::new(None),
-            &Executor::local(2),
-            0,
-            &cfg,
-            seeds,
-            whole_dir.path(),
-            false,
-            &Progress::hidden(),
-        )
-        .expect("uninterrupted run");
+        let whole =
+            train(&Quadratic::new(None), &cfg, seeds, whole_dir.path(), false).expect("uninterrupted run");
 
         let dir = tempfile::tempdir().expect("tempdir");
         // Crash during iteration 5 (calls 40..48).
-        let crashed = train_policy(
-            &Quadratic::new(Some(43)),
-            &Executor::local(2),
-            0,
-            &cfg,
-            seeds,
-            dir.path(),
-            false,
-            &Progress::hidden(),
-        );
+        let crashed = train(&Quadratic::new(Some(43)), &cfg, seeds, dir.path(), false);
         assert!(matches!(crashed, Err(MetaError::Environment { .. })), "{crashed:?}");
         // Without --resume the existing run is left alone.
-        let refused = train_policy(
-            &Quadratic::new(None),
-            &Executor::local(2),
-            0,
-            &cfg,
-            seeds,
-            dir.path(),
-            false,
-            &Progress::hidden(),
-        );
+        let refused = train(&Quadratic::new(None), &cfg, seeds, dir.path(), false);
         assert!(matches!(refused, Err(MetaError::RunExists { .. })));
-        let resumed = train_policy(
-            &Quadratic::new(None),
-            &Executor::local(2),
-            0,
-            &cfg,
-            seeds,
-            dir.path(),
-            true,
-            &Progress::hidden(),
-        )
-        .expect("resumed run");
+        let resumed = train(&Quadratic::new(None), &cfg, seeds, dir.path(), true).expect("resumed run");
 
         assert_eq!(resumed.policy.omega(), whole.policy.omega());
         let strip = |h: &[IterationRecord]| -> Vec<IterationRecord> {
@@ -465,41 +439,12 @@ mod tests {
         let cfg = config();
         let dir = tempfile::tempdir().expect("tempdir");
         let seeds = SeedTree::new(1);
-        train_policy(
-            &Quadratic::new(None),
-            &Executor::local(2),
-            0,
-            &cfg,
-            seeds,
-            dir.path(),
-            false,
-            &Progress::hidden(),
-        )
-        .expect("run");
+        train(&Quadratic::new(None), &cfg, seeds, dir.path(), false).expect("run");
         let other = MetaConfig { learning_rate: 0.5, ..cfg.clone() };
-        let err = train_policy(
-            &Quadratic::new(None),
-            &Executor::local(2),
-            0,
-            &other,
-            seeds,
-            dir.path(),
-            true,
-            &Progress::hidden(),
-        )
-        .expect_err("config differs");
+        let err = train(&Quadratic::new(None), &other, seeds, dir.path(), true).expect_err("config differs");
         assert!(err.to_string().contains("different meta config"), "{err}");
-        let err = train_policy(
-            &Quadratic::new(None),
-            &Executor::local(2),
-            0,
-            &cfg,
-            SeedTree::new(2),
-            dir.path(),
-            true,
-            &Progress::hidden(),
-        )
-        .expect_err("seed differs");
+        let err =
+            train(&Quadratic::new(None), &cfg, SeedTree::new(2), dir.path(), true).expect_err("seed differs");
         assert!(err.to_string().contains("different seed"), "{err}");
     }
 
@@ -507,17 +452,7 @@ mod tests {
     fn the_policy_climbs_towards_the_optimum() {
         let cfg = MetaConfig { iterations: 60, ..config() };
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = train_policy(
-            &Quadratic::new(None),
-            &Executor::local(2),
-            0,
-            &cfg,
-            SeedTree::new(3),
-            dir.path(),
-            false,
-            &Progress::hidden(),
-        )
-        .expect("run");
+        let out = train(&Quadratic::new(None), &cfg, SeedTree::new(3), dir.path(), false).expect("run");
         let first = out.history.first().expect("history").mean_reward;
         let last = out.history.last().expect("history").mean_reward;
         assert!(last > first, "{first} -> {last}");

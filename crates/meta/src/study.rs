@@ -184,10 +184,15 @@ struct Manifest {
 
 const MANIFEST_FILE: &str = "study.json";
 
+/// The seed tree of study seed `s`: everything that seed draws derives from it.
+fn seed_tree(master_seed: u64, s: usize) -> SeedTree {
+    SeedTree::new(master_seed).child("seed").index(s as u64)
+}
+
 /// The seed tree the environment of study seed `s` is built from: the driver and every
 /// worker derive it the same way.
 pub fn env_seeds(master_seed: u64, s: usize) -> SeedTree {
-    SeedTree::new(master_seed).child("seed").index(s as u64).child("env")
+    seed_tree(master_seed, s).child("env")
 }
 
 /// Runs the study into `out` (`seed-N/` per seed, `study.json`). `make_env` builds the
@@ -235,14 +240,13 @@ where
         write_atomic(&manifest_path, &json)?;
     }
 
-    let master = SeedTree::new(master_seed);
     let mut results = Vec::with_capacity(study.seeds);
     let mut runs = Vec::with_capacity(study.seeds);
     let mut space = None;
     let mut target_label = String::from(crate::env::PSI_REAL_LABEL);
     let mut metric = String::new();
     for s in 0..study.seeds {
-        let seeds = master.child("seed").index(s as u64);
+        let seeds = seed_tree(master_seed, s);
         let env = make_env(env_seeds(master_seed, s))
             .map_err(|source| MetaError::EnvironmentSetup { seed: s, source })?;
         metric = env.metric_name().to_string();
