@@ -1,6 +1,6 @@
 //! The Slurm executor on a real cluster (`cargo xtask slurm-up` starts a one-node one; CI
-//! always has it): the same results as the local executor, bit for bit; a cancelled array
-//! task submitted again; a killed driver resumed; a task that keeps failing reported with
+//! always has it): the same results as the local executor, bit for bit; an array task
+//! cancelled while queued or while running submitted again; a killed driver resumed; a task that keeps failing reported with
 //! its log. Where no cluster is set up the tests print why and pass, unless
 //! `L2S_REQUIRE_SLURM=1` (as in CI) makes that a failure.
 
@@ -201,6 +201,66 @@ fn a_cancelled_array_task_is_submitted_again() {
         format!("Slurm task {job_id}_{k} ended without a result (removed from the queue before it started");
     assert!(log.contains(&warning), "no `{warning}` in:\n{log}");
     assert_same_results(&run.local, out);
+}
+
+/// `scancel` of a running traffic task (its worker killed mid-evaluation): the task is
+/// submitted again and the study ends with the local executor's result. Segmentation, so
+/// that the workers also load a U-Net start model the driver saved.
+#[test]
+fn a_task_cancelled_while_running_is_submitted_again() {
+    if !cluster_available() {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let traffic = tiny_traffic_config(dir.path(), "segmentation.ron");
+    let local = dir.path().join("local");
+    run_ok(dir.path(), &traffic, &local, &[]);
+    let config = with_slurm(&traffic, "max_running: 1, poll_interval_s: 0.2");
+    let out = dir.path().join("slurm");
+    let mut driver = spawn(dir.path(), &config, &out, "running.log");
+    // (batch, task, job id) of the cancel that took: the task had no result and was
+    // submitted again. A task that finished between `squeue` and `scancel` does not count.
+    let mut cancelled: Option<(PathBuf, usize, String)> = None;
+    let start = Instant::now();
+    while cancelled.is_none() && driver.try_wait().expect("driver status").is_none() {
+        assert!(start.elapsed() < Duration::from_secs(300), "no running task could be cancelled");
+        for batch in ["iteration-0", "iteration-1", "iteration-2"] {
+            let batch = out.join("seed-0/slurm").join(batch);
+            let Some((job_id, _)) = submissions(&batch).into_iter().next() else { continue };
+            let queue = Command::new("squeue")
+                .args(["-h", "-r", "-j", &job_id, "-t", "RUNNING", "-o", "%K"])
+                .output()
+                .expect("squeue");
+            let Some(k) = String::from_utf8_lossy(&queue.stdout).lines().find_map(|l| l.trim().parse().ok())
+            else {
+                continue;
+            };
+            let status = Command::new("scancel").arg(format!("{job_id}_{k}")).status().expect("scancel");
+            if !status.success() {
+                continue;
+            }
+            wait_for(
+                "the cancelled task's result or its second submission",
+                Duration::from_secs(120),
+                || {
+                    batch.join(format!("result-{k}.json")).exists() && submissions(&batch).len() < 2
+                        || submissions(&batch).get(1).is_some_and(|s| s.1.contains(&k))
+                },
+            );
+            if submissions(&batch).get(1).is_some_and(|s| s.1.contains(&k)) {
+                cancelled = Some((batch, k, job_id));
+            }
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = driver.wait().expect("driver ends");
+    let log = std::fs::read_to_string(dir.path().join("running.log")).unwrap_or_default();
+    assert!(status.success(), "the driver failed:\n{log}");
+    let (_, k, job_id) = cancelled.expect("a running task was cancelled before it wrote its result");
+    let warning = format!("Slurm task {job_id}_{k} ended without a result (CANCELLED");
+    assert!(log.contains(&warning), "no `{warning}` in:\n{log}");
+    assert_same_results(&local, &out);
 }
 
 /// The driver killed while an array runs, then `--resume`: it waits for the tasks it had

@@ -16,6 +16,7 @@ use l2s_train::{
     evaluate_segmentation, train_counting, train_segmentation,
 };
 
+use crate::shared::SharedData;
 use crate::target_data::DataTarget;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -230,7 +231,7 @@ impl LearnedSpace {
 
 /// A trained main task model that trainings fine-tune ([`WarmStart`]).
 #[derive(Debug, Clone)]
-enum StartModel {
+pub(crate) enum StartModel {
     Counting(Box<CountingCnn>),
     Segmentation(Box<SegmentationNet>),
 }
@@ -397,6 +398,21 @@ impl PhaseTimes {
     }
 }
 
+/// What a traffic environment is made of besides the data its study seeds share.
+#[derive(Clone)]
+pub struct EnvSetup {
+    pub task: Task,
+    pub learned: LearnedSpace,
+    pub target: TargetDomain,
+    pub format: SampleFormat,
+    pub data: DataConfig,
+    pub train: TrainSettings,
+    pub renderer: Arc<Mutex<Renderer>>,
+    pub device: l2s_train::Device,
+    pub times: Arc<PhaseTimes>,
+    pub progress: Progress,
+}
+
 /// The traffic environment of a study. Built once from the master seed and shared by every
 /// study seed (clones share the data): the target's validation and test sets stand for the
 /// paper's fixed real data (KITTI's), and the shared start for a pretrained model, so the
@@ -426,27 +442,16 @@ impl std::fmt::Debug for TrafficEnv {
 }
 
 impl TrafficEnv {
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        task: Task,
-        learned: LearnedSpace,
-        target: TargetDomain,
-        format: SampleFormat,
-        data: DataConfig,
-        train: TrainSettings,
-        renderer: Arc<Mutex<Renderer>>,
-        device: l2s_train::Device,
-        seeds: &SeedTree,
-        times: Arc<PhaseTimes>,
-        progress: Progress,
-    ) -> Result<Self, BoxError> {
+    /// Makes the shared data from `seeds`: renders the target's validation and test sets
+    /// (or takes the dataset's) and trains the shared start.
+    pub fn new(setup: EnvSetup, seeds: &SeedTree) -> Result<Self, BoxError> {
         let started = Instant::now();
-        let (validation, test) = match &target {
+        let (validation, test) = match &setup.target {
             TargetDomain::Simulated(target) => {
                 let render = |label: &str, n: usize| {
                     render_dataset(
-                        &renderer,
-                        &format,
+                        &setup.renderer,
+                        &setup.format,
                         &target.scene,
                         &seeds.child(label),
                         n,
@@ -454,12 +459,30 @@ impl TrafficEnv {
                     )
                     .map(|(data, _)| data)
                 };
-                (render("validation", data.validation_samples)?, render("test", data.test_samples)?)
+                (
+                    render("validation", setup.data.validation_samples)?,
+                    render("test", setup.data.test_samples)?,
+                )
             }
             TargetDomain::Data(target) => (target.validation.clone(), target.test.clone()),
         };
-        PhaseTimes::add(&times.render_us, started);
-        let env = Self {
+        PhaseTimes::add(&setup.times.render_us, started);
+        let env = Self::with_shared(
+            setup,
+            SharedData { validation: Arc::new(validation), test: Arc::new(test), start: None },
+        );
+        if let Some(warm) = &env.train.warm_start {
+            let start = env.train_shared_start(warm, &seeds.child("warm_start"))?;
+            *env.start.lock().unwrap_or_else(PoisonError::into_inner) = Some(start);
+        }
+        Ok(env)
+    }
+
+    /// The environment with shared data made before ([`TrafficEnv::shared`]).
+    pub fn with_shared(setup: EnvSetup, shared: SharedData) -> Self {
+        let EnvSetup { task, learned, target, format, data, train, renderer, device, times, progress } =
+            setup;
+        Self {
             task,
             learned,
             target,
@@ -468,17 +491,21 @@ impl TrafficEnv {
             train,
             renderer,
             device,
-            validation: Arc::new(validation),
-            test: Arc::new(test),
-            start: Arc::new(Mutex::new(None)),
+            validation: shared.validation,
+            test: shared.test,
+            start: Arc::new(Mutex::new(shared.start)),
             times,
             progress,
-        };
-        if let Some(warm) = &env.train.warm_start {
-            let start = env.train_shared_start(warm, &seeds.child("warm_start"))?;
-            *env.start.lock().unwrap_or_else(PoisonError::into_inner) = Some(start);
         }
-        Ok(env)
+    }
+
+    /// The data every study seed shares, to save for workers ([`SharedData::save`]).
+    pub fn shared(&self) -> SharedData {
+        SharedData { validation: self.validation.clone(), test: self.test.clone(), start: self.start_model() }
+    }
+
+    pub fn task(&self) -> Task {
+        self.task
     }
 
     /// The model every training fine-tunes ([`WarmStart`]): trained from scratch on

@@ -25,9 +25,10 @@ use l2s_train::{BackendChoice, training_device};
 use serde::{Deserialize, Serialize};
 
 use crate::env::{
-    ClassScheme, DataConfig, LearnedSpace, PhaseTimes, SampleFormat, Target, TargetDomain, Task, TrafficEnv,
-    TrainSettings, render_dataset,
+    ClassScheme, DataConfig, EnvSetup, LearnedSpace, PhaseTimes, SampleFormat, Target, TargetDomain, Task,
+    TrafficEnv, TrainSettings, render_dataset,
 };
+use crate::shared::{self, SharedData, SharedDataError};
 use crate::target_data::{TargetDataConfig, load_data_target};
 
 /// `configs/car_counting.ron` and `configs/segmentation.ron` (the task is the config's
@@ -108,6 +109,8 @@ pub enum TrafficError {
     Write { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Worker(#[from] WorkerError),
+    #[error("the shared data of the run: {0}")]
+    SharedData(#[from] SharedDataError),
 }
 
 /// A traffic experiment ready to run: its config with the command line applied, the target
@@ -207,28 +210,51 @@ impl Prepared {
         Ok(Self { task, config, learned, target, format, target_text, fingerprint })
     }
 
-    /// The environment every study seed shares (see `TrafficEnv`): renders the target's
-    /// validation and test sets and trains the shared start.
-    fn make_env(
+    /// What the environment is made of, with the shared data still to make or load.
+    fn setup(
         &self,
         renderer: &Arc<Mutex<Renderer>>,
         times: &Arc<PhaseTimes>,
         progress: &Progress,
-    ) -> Result<TrafficEnv, BoxError> {
+    ) -> EnvSetup {
         let c = &self.config;
-        TrafficEnv::new(
-            self.task,
-            self.learned.clone(),
-            self.target.clone(),
-            self.format.clone(),
-            c.data.clone(),
-            c.train.clone(),
-            renderer.clone(),
-            training_device(c.backend),
-            &SeedTree::new(c.seed).child("shared"),
-            times.clone(),
-            progress.clone(),
-        )
+        EnvSetup {
+            task: self.task,
+            learned: self.learned.clone(),
+            target: self.target.clone(),
+            format: self.format.clone(),
+            data: c.data.clone(),
+            train: c.train.clone(),
+            renderer: renderer.clone(),
+            device: training_device(c.backend),
+            times: times.clone(),
+            progress: progress.clone(),
+        }
+    }
+
+    /// The environment every study seed shares (see `TrafficEnv`). Its shared data is
+    /// loaded where an earlier run of this experiment saved it, else made (the target's
+    /// validation and test sets rendered, the shared start trained) and, for Slurm's
+    /// workers, saved.
+    fn make_env(
+        &self,
+        out: &Path,
+        renderer: &Arc<Mutex<Renderer>>,
+        times: &Arc<PhaseTimes>,
+        progress: &Progress,
+    ) -> Result<TrafficEnv, BoxError> {
+        let setup = self.setup(renderer, times, progress);
+        let dir = shared::dir_in_run(out);
+        if let Some(data) = SharedData::load_if_present(&dir, &self.fingerprint, &setup.device)? {
+            progress.phase(format!("loaded the target's sets and the shared start from `{}`", dir.display()));
+            return Ok(TrafficEnv::with_shared(setup, data));
+        }
+        progress.phase("rendering the target's validation and test sets".into());
+        let env = TrafficEnv::new(setup, &SeedTree::new(self.config.seed).child("shared"))?;
+        if matches!(self.config.executor, ExecutorConfig::Slurm(_)) {
+            env.shared().save(&dir, &self.fingerprint, self.task, self.format.classes.len())?;
+        }
+        Ok(env)
     }
 }
 
@@ -255,8 +281,7 @@ pub fn run_traffic_experiment(
         if let Some(env) = shared.borrow().as_ref() {
             return Ok(env.clone());
         }
-        progress.phase("rendering the target's validation and test sets".into());
-        let env = prepared.make_env(&renderer, &times, &progress)?;
+        let env = prepared.make_env(&options.out, &renderer, &times, &progress)?;
         *shared.borrow_mut() = Some(env.clone());
         Ok(env)
     };
@@ -312,8 +337,8 @@ pub fn run_traffic_experiment(
     Ok(summary)
 }
 
-/// `l2s evaluate --job FILE` for a traffic study: rebuilds the environment (the target's
-/// sets and the shared start, as the driver made them) and runs the job.
+/// `l2s evaluate --job FILE` for a traffic study: the environment with the shared data the
+/// driver saved (the target's sets and the shared start), then the job.
 pub fn evaluate_traffic_job(
     task: Task,
     config: TrafficConfig,
@@ -323,10 +348,10 @@ pub fn evaluate_traffic_job(
     let prepared = Prepared::new(task, config, &spec.options)?;
     job.check_fingerprint(spec, &prepared.fingerprint)?;
     let renderer = Arc::new(Mutex::new(Renderer::new(prepared.config.render.clone())?));
-    let env = prepared
-        .make_env(&renderer, &Arc::new(PhaseTimes::default()), &Progress::hidden())
-        .map_err(|source| TrafficError::Run { what: "building the environment".into(), source })?;
-    job.run(&env)?;
+    let setup = prepared.setup(&renderer, &Arc::new(PhaseTimes::default()), &Progress::hidden());
+    let data =
+        SharedData::load(&shared::dir_in_run(&spec.options.out), &prepared.fingerprint, &setup.device)?;
+    job.run(&TrafficEnv::with_shared(setup, data))?;
     Ok(())
 }
 

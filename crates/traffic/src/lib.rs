@@ -6,6 +6,7 @@
 //!   memory → train the model for ξ epochs → reward on the target's validation set.
 //! - [`target_data`]: a labelled dataset on disk as the target (KITTI, Cityscapes, l2s's
 //!   export): read, split, framed, labels mapped to the model's classes.
+//! - [`shared`]: the data every study seed shares, saved for Slurm workers and resumed runs.
 //! - [`experiment`]: configs, the multi-seed study and its report.
 //! - [`cityscapes_export`]: test predictions as Cityscapes label-id PNGs for
 //!   cityscapesscripts.
@@ -13,8 +14,9 @@
 pub mod cityscapes_export;
 pub mod env;
 pub mod experiment;
+pub mod shared;
 pub mod target_data;
 
-pub use env::{ClassScheme, DomainShift, SampleFormat, Target, TargetDomain, Task, TrafficEnv};
+pub use env::{ClassScheme, DomainShift, EnvSetup, SampleFormat, Target, TargetDomain, Task, TrafficEnv};
 pub use experiment::{TrafficConfig, TrafficError, evaluate_traffic_job, run_traffic_experiment};
 pub use target_data::TargetDataConfig;

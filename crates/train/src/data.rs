@@ -12,7 +12,7 @@ use crate::metrics::CAR_TYPES;
 pub use l2s_data::{CAR_TYPE_NAMES, IGNORE};
 
 /// One labelled image.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Sample {
     /// Channel-major RGB (`[3][height][width]`) in [0, 1].
     pub image: Vec<f32>,
@@ -98,7 +98,7 @@ pub enum DataError {
 }
 
 /// Samples of one image size.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Dataset {
     pub width: usize,
     pub height: usize,

@@ -17,6 +17,6 @@ pub use data::{DataError, Dataset, IGNORE, Sample, count_density};
 pub use metrics::{CountingMetrics, SegmentationMetrics};
 pub use model::{CountingCnn, CountingCnnConfig, DENSITY_CELL, SegmentationNet, SegmentationNetConfig};
 pub use training::{
-    TrainConfig, TrainError, Trained, evaluate_counting, evaluate_segmentation, predict_segmentation,
-    train_counting, train_segmentation,
+    TrainConfig, TrainError, Trained, evaluate_counting, evaluate_segmentation, load_weights,
+    predict_segmentation, save_weights, train_counting, train_segmentation,
 };
