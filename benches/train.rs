@@ -94,7 +94,9 @@ fn config() -> TrainConfig {
 }
 
 fn training(c: &mut Criterion) {
-    let device = training_device(BackendChoice::Cpu);
+    // As the `l2s` binary runs.
+    l2s::allocator::keep_freed_blocks_for_reuse();
+    let device = training_device(BackendChoice::Cpu).expect("the CPU needs no adapter");
     let mut group = c.benchmark_group("train_cpu");
     group.sample_size(10).throughput(Throughput::Elements((BATCH * BATCHES) as u64));
     for size in [64, 128] {
@@ -133,7 +135,8 @@ fn training(c: &mut Criterion) {
 /// to set against PyTorch training the same K networks one after the other).
 fn meta_loop(c: &mut Criterion) {
     const K: usize = 4;
-    let device = training_device(BackendChoice::Cpu);
+    l2s::allocator::keep_freed_blocks_for_reuse();
+    let device = training_device(BackendChoice::Cpu).expect("the CPU needs no adapter");
     let data = Dataset::squares(96, 64, 1);
     let mut group = c.benchmark_group("meta_loop_cpu");
     group.sample_size(10).throughput(Throughput::Elements(K as u64));

@@ -108,15 +108,6 @@ enum Command {
         #[arg(long)]
         overlay: bool,
     },
-    /// Time one part end to end and print its throughput (criterion benchmarks: `cargo xtask bench`).
-    Bench {
-        #[arg(value_enum)]
-        target: BenchTarget,
-        /// Config to measure with [default: configs/toy_gmm.ron for experiment,
-        /// configs/render.ron for render].
-        #[arg(long)]
-        config: Option<PathBuf>,
-    },
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -144,16 +135,6 @@ enum TrainTask {
     Segmentation,
 }
 
-#[derive(Debug, Clone, Copy, clap::ValueEnum)]
-enum BenchTarget {
-    /// A whole experiment.
-    Experiment,
-    /// Labelled frames per second of the traffic renderer.
-    Render,
-    /// Training images per second of the main task models.
-    Train,
-}
-
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "info",
@@ -170,76 +151,6 @@ fn init_logging(verbose: u8) {
         .with_target(false)
         .with_ansi(ansi)
         .init();
-}
-
-/// Labelled frames per second of the renderer with a dataset config's settings.
-fn bench_render(config: &std::path::Path) -> anyhow::Result<()> {
-    let dataset: l2s_render::DatasetConfig = l2s_core::config::load_ron(config)?;
-    let mut renderer = l2s_render::Renderer::new(dataset.render.clone())?;
-    let scenes = |from: usize, n: usize| -> anyhow::Result<Vec<l2s_scene::SceneDescription>> {
-        (from..from + n)
-            .map(|i| {
-                Ok(l2s_scene::sample_scene(&dataset.scene, l2s_render::export::scene_seed(dataset.seed, i))?)
-            })
-            .collect()
-    };
-    renderer.render(&scenes(0, 16)?)?;
-    let n = 160;
-    let batch = scenes(16, n)?;
-    let start = Instant::now();
-    renderer.render(&batch)?;
-    let wall = start.elapsed().as_secs_f64();
-    let s = renderer.settings();
-    println!(
-        "{n} labelled frames {}x{} in {wall:.2} s: {:.1} frames/s on {} (criterion: `cargo xtask bench render`)",
-        s.width,
-        s.height,
-        n as f64 / wall,
-        renderer.adapter().name
-    );
-    Ok(())
-}
-
-/// Training images per second of the counting CNN at 64x64 (synthetic data).
-fn bench_train() -> anyhow::Result<()> {
-    let device = l2s_train::training_device(l2s_train::BackendChoice::Auto);
-    let data = l2s_train::Dataset::squares(128, 64, 1);
-    let config = l2s_train::TrainConfig { epochs: 1, batch_size: 32, learning_rate: 1e-3, seed: 1 };
-    l2s_train::train_counting(&device, &config, &data, None)?;
-    let epochs = 5;
-    let start = Instant::now();
-    l2s_train::train_counting(&device, &l2s_train::TrainConfig { epochs, ..config }, &data, None)?;
-    let wall = start.elapsed().as_secs_f64();
-    println!(
-        "counting CNN 64x64, batch 32: {:.0} training images/s (criterion: `cargo xtask bench train`)",
-        (data.len() * epochs) as f64 / wall
-    );
-    Ok(())
-}
-
-fn bench_experiment(config: PathBuf) -> anyhow::Result<()> {
-    let out = std::env::temp_dir().join(format!("l2s-bench-{}", std::process::id()));
-    let options = RunOptions {
-        config_path: config,
-        target: None,
-        target_data: None,
-        out: out.clone(),
-        seeds: None,
-        resume: false,
-        executor: None,
-    };
-    let start = Instant::now();
-    let summary = experiment::run(&options)?;
-    let wall = start.elapsed().as_secs_f64();
-    std::fs::remove_dir_all(&out).with_context(|| format!("cannot remove {}", out.display()))?;
-    let per_seed: usize = summary.methods.iter().map(|m| m.search_trainings + m.final_trainings).sum();
-    let trainings = per_seed * summary.seeds;
-    println!(
-        "{}: {wall:.2} s wall, {trainings} main-task trainings, {:.0} trainings/s",
-        options.config_path.display(),
-        trainings as f64 / wall
-    );
-    Ok(())
 }
 
 fn render_dataset(config: &std::path::Path, count: usize, out: &std::path::Path) -> anyhow::Result<()> {
@@ -275,6 +186,8 @@ fn train(
     backend: l2s_train::BackendChoice,
     seed: u64,
 ) -> anyhow::Result<()> {
+    // The device first: a missing adapter is reported before the data is read.
+    let device = l2s_train::training_device(backend)?;
     let all = l2s_train::Dataset::load_export(data)?;
     let held_out = (all.len() / 5).max(1);
     anyhow::ensure!(
@@ -286,7 +199,6 @@ fn train(
     let mut train_set = all.clone();
     let validation =
         l2s_train::Dataset { samples: train_set.samples.split_off(all.len() - held_out), ..all.clone() };
-    let device = l2s_train::training_device(backend);
     let config = l2s_train::TrainConfig { epochs, batch_size, learning_rate, seed };
     let start = Instant::now();
     let (name, losses, wall, result) = match task {
@@ -367,6 +279,7 @@ fn error_chain(e: &anyhow::Error) -> String {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
+    l2s::allocator::keep_freed_blocks_for_reuse();
     let result = match cli.command {
         Command::Experiment { config, target, target_data, out, seeds, resume, executor } => {
             let out = out.unwrap_or_else(|| experiment::default_out(&config));
@@ -379,20 +292,13 @@ fn main() -> ExitCode {
             })
         }
         Command::Evaluate { job } => experiment::evaluate_job(&job),
-        Command::Bench { target: BenchTarget::Experiment, config } => {
-            bench_experiment(config.unwrap_or_else(|| PathBuf::from("configs/toy_gmm.ron")))
-        }
         Command::Train { data, task, epochs, batch_size, learning_rate, backend, seed } => {
             train(&data, task, epochs, batch_size, learning_rate, backend, seed)
         }
         Command::Render { config, count, out } => render_dataset(&config, count, &out),
-        Command::Bench { target: BenchTarget::Render, config } => {
-            bench_render(&config.unwrap_or_else(|| PathBuf::from("configs/render.ron")))
-        }
         Command::Preview { config, screenshot, frames, overlay } => {
             preview(config.as_deref(), screenshot, frames, overlay)
         }
-        Command::Bench { target: BenchTarget::Train, .. } => bench_train(),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

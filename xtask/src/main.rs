@@ -72,7 +72,7 @@ fn cargo(args: &[&str]) -> anyhow::Result<()> {
 }
 
 /// `cargo ARGS` with further environment variables.
-fn cargo_with(args: &[&str], env: &[(&str, &Path)]) -> anyhow::Result<()> {
+fn cargo_with(args: &[&str], env: &[(&str, &std::ffi::OsStr)]) -> anyhow::Result<()> {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     eprintln!("xtask: cargo {}", args.join(" "));
     let status = Command::new(&cargo)
@@ -213,7 +213,9 @@ fn run(task: Task) -> anyhow::Result<()> {
                 );
                 None
             };
-            let env: Vec<(&str, &Path)> = slurm_conf.iter().map(|c| ("SLURM_CONF", c.as_path())).collect();
+            // Vulkan is there (checked above), so the wgpu tests must run, not skip.
+            let mut env: Vec<(&str, &std::ffi::OsStr)> = vec![("L2S_REQUIRE_WGPU", "1".as_ref())];
+            env.extend(slurm_conf.iter().map(|c| ("SLURM_CONF", c.as_os_str())));
             cargo_with(&["test", "--release", "--workspace", "--locked"], &env)
         }
         Task::SlurmUp => {

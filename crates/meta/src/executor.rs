@@ -11,9 +11,9 @@ use l2s_core::config::{InvalidField, Validate, check_count};
 use serde::{Deserialize, Serialize};
 
 use crate::env::{BoxError, Environment, Evaluation, Split};
+use crate::error::MetaError;
 use crate::pool::{run_jobs, worker_pool};
 use crate::progress::Progress;
-use crate::run::MetaError;
 use crate::slurm::SlurmRunner;
 use crate::worker::ExperimentSpec;
 

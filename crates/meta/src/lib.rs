@@ -8,11 +8,13 @@
 
 pub mod config;
 pub mod env;
+pub mod error;
 pub mod executor;
 pub mod optim;
 pub mod policy;
 pub mod pool;
 pub mod progress;
+pub mod records;
 pub mod reinforce;
 pub mod report;
 pub mod run;
@@ -22,8 +24,9 @@ pub mod worker;
 
 pub use config::{MetaConfig, PolicyConfig};
 pub use env::{BoxError, Environment, Evaluation, Split};
+pub use error::{MetaError, SlurmTaskFailure};
 pub use executor::{Executor, ExecutorConfig, ExecutorKind, Job, SlurmConfig};
 pub use policy::{Policy, PolicySample};
 pub use reinforce::Reinforce;
-pub use run::{MetaError, MetaOutcome, train_policy};
+pub use run::{MetaOutcome, train_policy};
 pub use study::{MethodSummary, MetricSummary, StudyConfig, StudyRunOptions, StudySummary, run_study};

@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use crate::run::MetaError;
+use crate::error::MetaError;
 
 /// A pool for an environment's evaluations: `threads` workers (0: one per core), never
 /// more than the environment allows.

@@ -8,8 +8,9 @@ use l2s_core::Dim;
 use plotters::prelude::*;
 use plotters::style::FontStyle;
 
+use crate::error::MetaError;
 use crate::policy::Policy;
-use crate::run::{IterationRecord, MetaError, write_atomic};
+use crate::records::{IterationRecord, write_atomic};
 use crate::study::StudySummary;
 
 /// Embedded so that plots need no system fonts (DejaVu Sans, see assets/fonts/LICENSE).

@@ -3,136 +3,29 @@
 //! `resume` continues a run killed at any point and ends exactly where an uninterrupted
 //! run with the same seed would.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
-use l2s_core::{ParamSpace, ParamValues, SeedTree};
-use serde::{Deserialize, Serialize};
+use l2s_core::{ParamValues, SeedTree};
 
 use crate::config::MetaConfig;
-use crate::env::{BoxError, Environment, Split};
+use crate::env::{Environment, Split};
 use crate::executor::{Batch, Executor, Job};
 use crate::policy::Policy;
 use crate::progress::Progress;
-use crate::reinforce::{LearnerState, Reinforce};
+use crate::reinforce::Reinforce;
 
-pub const CHECKPOINT_FILE: &str = "checkpoint.json";
-const CHECKPOINT_FORMAT: u32 = 1;
-
-#[derive(Debug, thiserror::Error)]
-pub enum MetaError {
-    #[error("{what}: the environment failed")]
-    Environment { what: String, source: BoxError },
-    #[error("{what}: the reward is {reward}, not a finite number (a bug in the environment)")]
-    NonFiniteReward { what: String, reward: f64 },
-    #[error("cannot write `{}`", path.display())]
-    Write { path: PathBuf, source: std::io::Error },
-    #[error("checkpoint `{}` cannot be used: {message}", path.display())]
-    BadCheckpoint { path: PathBuf, message: String },
-    #[error(
-        "`{}` already holds a run\n  hint: pass --resume to continue it, or choose another output directory with --out",
-        path.display()
-    )]
-    RunExists { path: PathBuf },
-    #[error("cannot start {threads} worker threads: {message}")]
-    Threads { threads: usize, message: String },
-    #[error("cannot build the environment for seed {seed}")]
-    EnvironmentSetup { seed: usize, source: BoxError },
-    #[error("`--seeds {0}`: give 1 to 1000 seeds (the bound of the config's `study.seeds`)")]
-    Seeds(usize),
-    #[error(
-        "Slurm: `{command}` failed: {message}\n  hint: run the driver where Slurm's client commands (sbatch, squeue, scontrol) are on the PATH and reach the cluster (SLURM_CONF), or use the local executor (`--executor local`)"
-    )]
-    SlurmUnavailable { command: String, message: String },
-    #[error(
-        "Slurm refused {what}: {message}\n  sbatch {args}\n  hint: check the config's `executor: Slurm(...)` settings (partition, time_limit, memory, extra_args)"
-    )]
-    SlurmSubmit { what: String, args: String, message: String },
-    #[error(transparent)]
-    SlurmTaskFailed(Box<SlurmTaskFailure>),
-}
-
-/// An evaluation that failed on Slurm more often than the config's `retries` allow.
-#[derive(Debug, thiserror::Error)]
-#[error(
-    "{what} failed on Slurm {attempts} times (retries exhausted); last as array task {task_id}: {state}, exit code {exit_code}\n  log: {}\n{log_tail}",
-    log.display()
-)]
-pub struct SlurmTaskFailure {
-    pub what: String,
-    pub attempts: usize,
-    pub task_id: String,
-    pub state: String,
-    pub exit_code: String,
-    pub log: PathBuf,
-    /// The end of the task's log, where the worker's own error is.
-    pub log_tail: String,
-}
-
-/// One evaluated sample ψ_k of an iteration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct SampleRecord {
-    pub seed: u64,
-    pub psi: ParamValues,
-    pub reward: f64,
-    pub advantage: f64,
-    pub metrics: Vec<(String, f64)>,
-}
-
-/// One policy iteration.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct IterationRecord {
-    pub iteration: usize,
-    /// Seconds this iteration took (not part of the deterministic result).
-    pub wall_s: f64,
-    /// ω that generated this iteration's samples (before its update).
-    pub omega: Vec<f64>,
-    /// The policy's mode under that ω.
-    pub mode: ParamValues,
-    pub baseline: f64,
-    pub mean_reward: f64,
-    pub max_reward: f64,
-    pub grad_norm: f64,
-    pub samples: Vec<SampleRecord>,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Checkpoint {
-    format: u32,
-    seed: u64,
-    config: MetaConfig,
-    space: ParamSpace,
-    learner: LearnerState,
-    history: Vec<IterationRecord>,
-}
+use crate::error::MetaError;
+use crate::records::{
+    CHECKPOINT_FILE, CHECKPOINT_FORMAT, Checkpoint, IterationRecord, SampleRecord, create_dir,
+    load_checkpoint, write_atomic, write_records,
+};
 
 /// The trained policy and the whole history of the run.
 #[derive(Debug, Clone)]
 pub struct MetaOutcome {
     pub policy: Policy,
     pub history: Vec<IterationRecord>,
-}
-
-/// Writes `bytes` to `path` so that a crash leaves either the old or the new file, whole.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), MetaError> {
-    let tmp = path.with_extension("tmp");
-    let wrap = |source| MetaError::Write { path: path.to_path_buf(), source };
-    std::fs::write(&tmp, bytes).map_err(wrap)?;
-    std::fs::rename(&tmp, path).map_err(wrap)
-}
-
-pub(crate) fn create_dir(dir: &Path) -> Result<(), MetaError> {
-    std::fs::create_dir_all(dir).map_err(|source| MetaError::Write { path: dir.to_path_buf(), source })
-}
-
-fn load_checkpoint(path: &Path) -> Result<Checkpoint, MetaError> {
-    let bad = |message: String| MetaError::BadCheckpoint { path: path.to_path_buf(), message };
-    let text = std::fs::read_to_string(path).map_err(|e| bad(e.to_string()))?;
-    let checkpoint: Checkpoint = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    if checkpoint.format != CHECKPOINT_FORMAT {
-        return Err(bad(format!("format {} is not the supported {CHECKPOINT_FORMAT}", checkpoint.format)));
-    }
-    Ok(checkpoint)
 }
 
 /// Runs (or resumes) Algorithm 1 on `env` for `config.iterations` iterations, keeping the
@@ -257,77 +150,11 @@ pub fn train_policy<E: Environment>(
     Ok(MetaOutcome { policy: learner.policy, history })
 }
 
-/// `metrics.csv` (one row per sample) and `iterations.csv` (one row per iteration, with ω),
-/// rewritten whole from the history so they always agree with the checkpoint.
-fn write_records(dir: &Path, policy: &Policy, history: &[IterationRecord]) -> Result<(), MetaError> {
-    let space = policy.space();
-    let dim_names: Vec<&str> = space.dims().iter().map(|d| d.name()).collect();
-    let metric_names: Vec<String> = history
-        .first()
-        .and_then(|h| h.samples.first())
-        .map(|s| s.metrics.iter().map(|(n, _)| n.clone()).collect())
-        .unwrap_or_default();
-    let mut samples = csv::Writer::from_writer(Vec::new());
-    let mut iterations = csv::Writer::from_writer(Vec::new());
-    let to_io = |e: csv::Error| std::io::Error::other(e);
-    let mut write = || -> Result<(), std::io::Error> {
-        let mut header: Vec<String> =
-            ["iteration", "k", "seed", "reward", "baseline", "advantage"].map(String::from).to_vec();
-        header.extend(dim_names.iter().map(|n| format!("psi[{n}]")));
-        header.extend(metric_names.iter().cloned());
-        samples.write_record(&header).map_err(to_io)?;
-        let mut header: Vec<String> =
-            ["iteration", "wall_s", "mean_reward", "max_reward", "baseline", "grad_norm"]
-                .map(String::from)
-                .to_vec();
-        header.extend(dim_names.iter().map(|n| format!("mode[{n}]")));
-        header.extend(policy.omega_names());
-        iterations.write_record(&header).map_err(to_io)?;
-        for it in history {
-            for (k, s) in it.samples.iter().enumerate() {
-                let mut row = vec![
-                    it.iteration.to_string(),
-                    k.to_string(),
-                    s.seed.to_string(),
-                    s.reward.to_string(),
-                    it.baseline.to_string(),
-                    s.advantage.to_string(),
-                ];
-                row.extend(space.describe(&s.psi).into_iter().map(|(_, v)| v));
-                row.extend(s.metrics.iter().map(|(_, v)| v.to_string()));
-                samples.write_record(&row).map_err(to_io)?;
-            }
-            let mut row = vec![
-                it.iteration.to_string(),
-                format!("{:.4}", it.wall_s),
-                it.mean_reward.to_string(),
-                it.max_reward.to_string(),
-                it.baseline.to_string(),
-                it.grad_norm.to_string(),
-            ];
-            row.extend(space.describe(&it.mode).into_iter().map(|(_, v)| v));
-            row.extend(it.omega.iter().map(f64::to_string));
-            iterations.write_record(&row).map_err(to_io)?;
-        }
-        Ok(())
-    };
-    write().map_err(|source| MetaError::Write { path: dir.to_path_buf(), source })?;
-    for (name, writer) in [("metrics.csv", samples), ("iterations.csv", iterations)] {
-        let path = dir.join(name);
-        let bytes = writer.into_inner().map_err(|e| MetaError::Write {
-            path: path.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        write_atomic(&path, &bytes)?;
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::{InitMean, PolicyConfig};
-    use crate::env::Evaluation;
+    use crate::env::{BoxError, Evaluation};
     use l2s_core::{Dim, ParamSpace};
     use std::sync::atomic::{AtomicUsize, Ordering};
 

@@ -16,9 +16,10 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::env::Evaluation;
+use crate::error::{MetaError, SlurmTaskFailure};
 use crate::executor::{Batch, Job, SlurmConfig, absolute, sample_name};
 use crate::progress::Progress;
-use crate::run::{MetaError, SlurmTaskFailure, create_dir, write_atomic};
+use crate::records::{create_dir, write_atomic};
 use crate::worker::{ExperimentSpec, JobFile, read_result, write_json};
 
 /// How long the queue may stay unreadable (`squeue` failing) before the run stops.

@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::MetaConfig;
 use crate::env::{BoxError, Environment, Evaluation, Split};
+use crate::error::MetaError;
 use crate::executor::{Batch, Executor, ExecutorKind, Job, absolute};
 use crate::policy::uniform_sample;
 use crate::progress::Progress;
-use crate::run::{MetaError, MetaOutcome, create_dir, train_policy, write_atomic};
+use crate::records::{create_dir, write_atomic};
+use crate::run::{MetaOutcome, train_policy};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -8,8 +8,9 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::env::{BoxError, Environment, Evaluation};
+use crate::error::MetaError;
 use crate::executor::Job;
-use crate::run::{MetaError, write_atomic};
+use crate::records::write_atomic;
 use crate::study::StudyRunOptions;
 
 const JOB_FORMAT: u32 = 1;

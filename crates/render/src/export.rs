@@ -14,8 +14,10 @@ use l2s_core::config::{InvalidField, Validate};
 use l2s_scene::{CarType, SceneDescription, TrafficParams, sample_scene};
 use serde::{Deserialize, Serialize};
 
+use crate::error::RenderError;
 use crate::frame::{Frame, VisibleCar};
-use crate::headless::{RenderError, RenderSettings, Renderer};
+use crate::headless::Renderer;
+use crate::settings::RenderSettings;
 use crate::spawn;
 
 /// What `l2s render` reads: ψ, the master seed and how to render.
@@ -309,6 +311,9 @@ pub fn export_dataset(
     if out.exists() && fs::read_dir(out).map(|mut d| d.next().is_some()).unwrap_or(true) {
         return Err(ExportError::NotEmpty(out.to_path_buf()));
     }
+    // The renderer first: without an adapter nothing is written, and a rerun after
+    // installing a driver does not find a half-made directory.
+    let mut renderer = Renderer::new(config.render.clone())?;
     for dir in ["image_2", "label_2", "semantic", "instance", "depth", "frames"] {
         let path = out.join(dir);
         fs::create_dir_all(&path).map_err(|source| ExportError::Write { path, source })?;
@@ -316,7 +321,6 @@ pub fn export_dataset(
     let labels = serde_json::to_vec_pretty(&labels_json())
         .map_err(|e| ExportError::Write { path: out.join("labels.json"), source: e.into() })?;
     write(&out.join("labels.json"), &labels)?;
-    let mut renderer = Renderer::new(config.render.clone())?;
     let meta = serde_json::json!({ "config": config, "count": count, "adapter": renderer.adapter() });
     let meta = serde_json::to_vec_pretty(&meta)
         .map_err(|e| ExportError::Write { path: out.join("dataset.json"), source: e.into() })?;

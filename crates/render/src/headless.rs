@@ -9,7 +9,7 @@
 //! every pipeline was ready. That is the readiness gate: a frame is accepted only if all
 //! pipelines existed when it was drawn and it shows the scenes that were asked for.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::PoisonError;
 
 use bevy::app::{PluginsState, SubApps, TerminalCtrlCHandlerPlugin};
 use bevy::camera::visibility::RenderLayers;
@@ -18,265 +18,24 @@ use bevy::core_pipeline::tonemapping::{DebandDither, Tonemapping};
 use bevy::light::{CascadeShadowConfigBuilder, DirectionalLightShadowMap};
 use bevy::log::LogPlugin;
 use bevy::prelude::*;
-use bevy::render::extract_resource::{ExtractResource, ExtractResourcePlugin};
+use bevy::render::extract_resource::ExtractResourcePlugin;
 use bevy::render::pipelined_rendering::PipelinedRenderingPlugin;
-use bevy::render::render_asset::RenderAssets;
-use bevy::render::render_resource::{
-    Buffer, BufferDescriptor, BufferUsages, CachedPipelineState, CommandEncoderDescriptor, Extent3d, MapMode,
-    PipelineCache, PollType, TexelCopyBufferInfo, TexelCopyBufferLayout, TextureFormat, TextureUsages,
-};
-use bevy::render::renderer::{RenderDevice, RenderQueue, render_system};
-use bevy::render::settings::{WgpuSettings, WgpuSettingsPriority};
-use bevy::render::texture::GpuImage;
-use bevy::render::{Render, RenderApp, RenderPlugin, RenderSystems};
-use bevy::shader::ShaderCacheError;
+use bevy::render::render_resource::{TextureFormat, TextureUsages};
+use bevy::render::renderer::render_system;
+use bevy::render::{Render, RenderApp, RenderSystems};
 use bevy::window::ExitCondition;
 use bevy::winit::WinitPlugin;
 use l2s_scene::SceneDescription;
-use serde::{Deserialize, Serialize};
 
-use crate::frame::{self, Frame, LabelError, padded_row};
+use crate::adapter::{AdapterSummary, probe_adapter, render_plugin};
+use crate::capture::{CaptureRequest, CaptureSink, SlotTargets, capture_targets};
+use crate::error::RenderError;
+use crate::frame::{self, Frame};
 use crate::labels::SemanticClass;
-use crate::materials::{SceneMaterialsPlugin, Shading, SharedAssets};
-use crate::physics::{SettleConfig, settle_cars};
+use crate::materials::{SceneMaterialsPlugin, SharedAssets};
+use crate::physics::{CarPose, SettleConfig, settle_cars};
+use crate::settings::RenderSettings;
 use crate::spawn::{self, SceneLayers};
-
-/// How frames are rendered.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct RenderSettings {
-    pub width: u32,
-    pub height: u32,
-    /// Scenes drawn in one Bevy frame (each with its own cameras); more amortise the
-    /// per-frame cost.
-    pub scenes_per_frame: u32,
-    /// 4x MSAA on the RGB image (labels are never anti-aliased).
-    pub antialias: bool,
-    /// Sun shadows in the RGB image.
-    pub shadows: bool,
-    /// Pixels a car must show to be counted.
-    pub min_visible_pixels: u32,
-    /// Physics steps to settle dropped cars.
-    pub settle_steps: u32,
-    /// How the RGB image is lit: `Fast` (default) or `Standard` (Bevy's PBR).
-    pub shading: Shading,
-}
-
-impl Default for RenderSettings {
-    fn default() -> Self {
-        Self {
-            width: 256,
-            height: 256,
-            scenes_per_frame: 8,
-            antialias: false,
-            shadows: true,
-            min_visible_pixels: 20,
-            settle_steps: SettleConfig::default().steps,
-            shading: Shading::default(),
-        }
-    }
-}
-
-impl l2s_core::config::Validate for RenderSettings {
-    fn validate(&self) -> Result<(), l2s_core::InvalidField> {
-        use l2s_core::config::{check_count, check_range};
-        check_count("width", self.width as usize, 16, 2048)?;
-        check_count("height", self.height as usize, 16, 2048)?;
-        check_count("scenes_per_frame", self.scenes_per_frame as usize, 1, 15)?;
-        check_range("min_visible_pixels", f64::from(self.min_visible_pixels), 1.0, 1e6)?;
-        check_count("settle_steps", self.settle_steps as usize, 0, 10_000)?;
-        Ok(())
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RenderError {
-    #[error(
-        "no graphics adapter found (wgpu saw none): install a Vulkan driver, e.g. `sudo apt-get install -y mesa-vulkan-drivers libvulkan1` for the software renderer lavapipe"
-    )]
-    NoAdapter,
-    #[error("invalid render settings: {0}")]
-    Settings(#[from] l2s_core::InvalidField),
-    #[error("a render pipeline failed to build: {0}")]
-    Pipeline(String),
-    #[error("no complete frame after {0} updates: pipelines or GPU copies never became ready")]
-    NotReady(u32),
-    #[error("the GPU copy of a frame failed: {0}")]
-    Readback(String),
-    #[error("label readback is not exact for scene seed {seed}: {source}")]
-    Labels { seed: u64, source: LabelError },
-}
-
-/// The graphics adapter the renderer runs on.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AdapterSummary {
-    pub name: String,
-    pub backend: String,
-    /// "Cpu" for software renderers such as lavapipe.
-    pub device_type: String,
-}
-
-/// The first adapter wgpu would pick, or [`RenderError::NoAdapter`].
-pub fn probe_adapter() -> Result<AdapterSummary, RenderError> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
-    let adapters = bevy::tasks::block_on(instance.enumerate_adapters(wgpu::Backends::all()));
-    // Hardware first, as Bevy's high-performance preference does.
-    let rank = |t: wgpu::DeviceType| match t {
-        wgpu::DeviceType::DiscreteGpu => 0,
-        wgpu::DeviceType::IntegratedGpu => 1,
-        wgpu::DeviceType::VirtualGpu => 2,
-        wgpu::DeviceType::Other => 3,
-        wgpu::DeviceType::Cpu => 4,
-    };
-    adapters
-        .iter()
-        .map(|a| a.get_info())
-        .min_by_key(|info| rank(info.device_type))
-        .map(|info| AdapterSummary {
-            name: info.name.clone(),
-            backend: format!("{:?}", info.backend),
-            device_type: format!("{:?}", info.device_type),
-        })
-        .ok_or(RenderError::NoAdapter)
-}
-
-/// Bevy's render plugin for `adapter`: pipelines compile synchronously (ready on the frame
-/// that needs them); on a software adapter (lavapipe) with WebGL2-level limits, which makes
-/// Bevy build mesh instance data and light clusters on the CPU instead of in many small
-/// compute passes: 31 → 38 labelled frames/s at 256x256 (BENCHMARKS.md).
-pub(crate) fn render_plugin(adapter: &AdapterSummary) -> RenderPlugin {
-    let settings = if adapter.device_type == "Cpu" {
-        WgpuSettings { priority: WgpuSettingsPriority::WebGL2, ..default() }
-    } else {
-        WgpuSettings::default()
-    };
-    RenderPlugin { synchronous_pipeline_compilation: true, render_creation: settings.into(), ..default() }
-}
-
-/// What the main world asks the render world to copy this frame, one entry per slot.
-#[derive(Resource, Clone, Debug, Default, ExtractResource)]
-struct CaptureRequest {
-    slots: Vec<SlotTargets>,
-}
-
-#[derive(Clone, Debug)]
-struct SlotTargets {
-    rgb: AssetId<Image>,
-    label: AssetId<Image>,
-    generation: u64,
-}
-
-/// One frame's copies, handed from the render world to the renderer.
-#[derive(Debug, Default)]
-struct Captured {
-    generations: Vec<u64>,
-    ready: bool,
-    failure: Option<RenderError>,
-    images: Vec<(Vec<u8>, Vec<u8>)>,
-}
-
-#[derive(Resource, Clone, Default)]
-struct CaptureSink(Arc<Mutex<Vec<Captured>>>);
-
-/// Copies the requested targets right after the render graph ran and waits for them.
-fn capture_targets(
-    request: Option<Res<CaptureRequest>>,
-    images: Res<RenderAssets<GpuImage>>,
-    pipelines: Res<PipelineCache>,
-    device: Res<RenderDevice>,
-    queue: Res<RenderQueue>,
-    sink: Res<CaptureSink>,
-    mut buffers: Local<Vec<Buffer>>,
-) {
-    let Some(request) = request else { return };
-    if request.slots.is_empty() {
-        return;
-    }
-    let mut out = Captured { generations: request.slots.iter().map(|s| s.generation).collect(), ..default() };
-    let mut ready = true;
-    for pipeline in pipelines.pipelines() {
-        match &pipeline.state {
-            CachedPipelineState::Ok(_) => {}
-            // Shaders still loading: retried by the cache, so only not ready yet.
-            CachedPipelineState::Err(
-                ShaderCacheError::ShaderNotLoaded(_) | ShaderCacheError::ShaderImportNotYetAvailable,
-            )
-            | CachedPipelineState::Queued
-            | CachedPipelineState::Creating(_) => ready = false,
-            CachedPipelineState::Err(e) => out.failure = Some(RenderError::Pipeline(e.to_string())),
-        }
-    }
-    let targets: Vec<&GpuImage> =
-        request.slots.iter().flat_map(|s| [s.rgb, s.label]).filter_map(|id| images.get(id)).collect();
-    if targets.len() != request.slots.len() * 2 {
-        return;
-    }
-    // Each target's copy: padded bytes per row (wgpu wants multiples of 256) and extent.
-    let copies: Vec<(u32, Extent3d)> = targets
-        .iter()
-        .map(|t| {
-            let size = t.texture_descriptor.size;
-            let bytes = t.texture_descriptor.format.block_copy_size(None).unwrap_or(4);
-            let extent = Extent3d { width: size.width, height: size.height, depth_or_array_layers: 1 };
-            (padded_row(size.width, bytes) as u32, extent)
-        })
-        .collect();
-    let sizes: Vec<u64> =
-        copies.iter().map(|(row, extent)| u64::from(*row) * u64::from(extent.height)).collect();
-    if buffers.len() != targets.len() || buffers.iter().zip(&sizes).any(|(b, s)| b.size() != *s) {
-        *buffers = sizes
-            .iter()
-            .map(|&size| {
-                device.create_buffer(&BufferDescriptor {
-                    label: Some("l2s capture"),
-                    size,
-                    usage: BufferUsages::MAP_READ | BufferUsages::COPY_DST,
-                    mapped_at_creation: false,
-                })
-            })
-            .collect();
-    }
-    let mut encoder = device.create_command_encoder(&CommandEncoderDescriptor { label: Some("l2s capture") });
-    for ((target, buffer), (row, extent)) in targets.iter().zip(buffers.iter()).zip(&copies) {
-        encoder.copy_texture_to_buffer(
-            target.texture.as_image_copy(),
-            TexelCopyBufferInfo {
-                buffer,
-                layout: TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(*row), rows_per_image: None },
-            },
-            *extent,
-        );
-    }
-    queue.submit([encoder.finish()]);
-    let failed = Arc::new(Mutex::new(None::<String>));
-    for buffer in buffers.iter() {
-        let failed = failed.clone();
-        buffer.slice(..).map_async(MapMode::Read, move |result| {
-            if let Err(e) = result {
-                *failed.lock().unwrap_or_else(PoisonError::into_inner) = Some(e.to_string());
-            }
-        });
-    }
-    if let Err(e) = device.poll(PollType::wait_indefinitely()) {
-        out.failure = Some(RenderError::Readback(e.to_string()));
-    }
-    if let Some(e) = failed.lock().unwrap_or_else(PoisonError::into_inner).take() {
-        out.failure = Some(RenderError::Readback(e));
-    }
-    if out.failure.is_none() {
-        let bytes: Vec<Vec<u8>> = buffers.iter().map(|b| b.slice(..).get_mapped_range().to_vec()).collect();
-        for buffer in buffers.iter() {
-            buffer.unmap();
-        }
-        // Targets were copied slot by slot, RGB then labels.
-        let mut bytes = bytes.into_iter();
-        while let (Some(rgb), Some(label)) = (bytes.next(), bytes.next()) {
-            out.images.push((rgb, label));
-        }
-    }
-    out.ready = ready;
-    sink.0.lock().unwrap_or_else(PoisonError::into_inner).push(out);
-}
 
 /// Per-slot cameras, sun and targets; slot `i` uses layers 2i + 1 (RGB) and 2i + 2 (labels).
 #[derive(Debug)]
@@ -305,6 +64,32 @@ impl std::fmt::Debug for Renderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Renderer").field("settings", &self.settings).field("adapter", &self.adapter).finish()
     }
+}
+
+/// Every scene's settled cars, one thread per scene. A thread that panics fails the
+/// frame: its scene would otherwise render without its cars.
+fn settle_scenes(
+    chunk: &[SceneDescription],
+    settle: impl Fn(&SceneDescription) -> Vec<CarPose> + Sync,
+) -> Result<Vec<Vec<CarPose>>, RenderError> {
+    std::thread::scope(|s| {
+        let settle = &settle;
+        let handles: Vec<_> =
+            chunk.iter().map(|scene| (scene.seed, s.spawn(move || settle(scene)))).collect();
+        handles
+            .into_iter()
+            .map(|(seed, handle)| {
+                handle.join().map_err(|payload| {
+                    let message = payload
+                        .downcast_ref::<&str>()
+                        .map(|m| m.to_string())
+                        .or_else(|| payload.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "no message".into());
+                    RenderError::Physics { seed, message }
+                })
+            })
+            .collect()
+    })
 }
 
 /// Updates a frame may take before it is given up: shaders load in the first few.
@@ -449,11 +234,7 @@ impl Renderer {
 
     fn render_chunk(&mut self, chunk: &[SceneDescription]) -> Result<Vec<Frame>, RenderError> {
         let settle = SettleConfig { steps: self.settings.settle_steps, ..SettleConfig::default() };
-        let poses: Vec<_> = std::thread::scope(|s| {
-            let handles: Vec<_> =
-                chunk.iter().map(|scene| s.spawn(move || settle_cars(scene, settle))).collect();
-            handles.into_iter().map(|h| h.join().unwrap_or_default()).collect()
-        });
+        let poses = settle_scenes(chunk, |scene| settle_cars(scene, settle))?;
         let mut request = CaptureRequest::default();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let world = self.apps.main.world_mut();
@@ -551,5 +332,30 @@ impl Renderer {
             + world.resource::<Assets<StandardMaterial>>().len()
             + world.resource::<Assets<crate::materials::LabelMaterial>>().len()
             + world.resource::<Assets<crate::materials::FastLitMaterial>>().len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use l2s_scene::{TrafficParams, sample_scene};
+
+    #[test]
+    fn a_panicking_settling_thread_fails_the_frame_and_names_its_scene() {
+        let scenes: Vec<SceneDescription> =
+            (0..3).map(|seed| sample_scene(&TrafficParams::default(), seed).expect("a scene")).collect();
+        let broken = scenes[1].seed;
+        let err = settle_scenes(&scenes, |scene| {
+            assert_ne!(scene.seed, broken, "rapier gave up");
+            Vec::new()
+        })
+        .expect_err("a settling thread panicked");
+        let text = err.to_string();
+        assert!(text.contains(&format!("scene seed {broken}")) && text.contains("rapier gave up"), "{text}");
+
+        let poses =
+            settle_scenes(&scenes, |scene| settle_cars(scene, SettleConfig::default())).expect("settles");
+        let cars: Vec<usize> = scenes.iter().map(|s| s.cars.len()).collect();
+        assert_eq!(poses.iter().map(Vec::len).collect::<Vec<_>>(), cars, "one pose per car, scene by scene");
     }
 }

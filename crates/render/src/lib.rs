@@ -5,9 +5,15 @@
 //! - [`geometry`]: meshes generated in code (five car silhouettes, houses, road).
 //! - [`physics`]: cars dropped on the road and settled with rapier.
 //! - [`spawn`]: description → entities, each drawn twice (lit RGB, label material).
-//! - [`headless`]: [`Renderer`], the library call that renders scenes into [`Frame`]s.
+//! - [`settings`]: [`RenderSettings`]; [`error`]: [`RenderError`].
+//! - [`adapter`]: the graphics adapter (found before Bevy starts) and the render plugin for it.
+//! - [`headless`]: [`Renderer`], the library call that renders scenes into [`Frame`]s;
+//!   `capture` is its render-world side (copies and readback of the targets).
 //! - [`frame`]: decoding and checking of label readbacks, visible cars, counts, boxes.
 
+pub mod adapter;
+mod capture;
+pub mod error;
 pub mod export;
 pub mod frame;
 pub mod geometry;
@@ -16,11 +22,15 @@ pub mod labels;
 pub mod materials;
 pub mod physics;
 pub mod preview;
+pub mod settings;
 pub mod spawn;
 
+pub use adapter::{AdapterSummary, probe_adapter};
+pub use error::RenderError;
 pub use export::{DatasetConfig, export_dataset};
 pub use frame::{Frame, VisibleCar};
-pub use headless::{AdapterSummary, RenderError, RenderSettings, Renderer, probe_adapter};
+pub use headless::Renderer;
 pub use labels::SemanticClass;
 pub use materials::Shading;
 pub use preview::{PreviewOptions, run_preview};
+pub use settings::RenderSettings;

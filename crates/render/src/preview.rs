@@ -18,7 +18,8 @@ use bevy::window::{PresentMode, WindowResolution};
 use l2s_core::config::Validate;
 use l2s_scene::{CarType, TrafficParams, Weather, sample_scene};
 
-use crate::headless::{RenderError, probe_adapter, render_plugin};
+use crate::adapter::{probe_adapter, render_plugin};
+use crate::error::RenderError;
 use crate::labels::SemanticClass;
 use crate::materials::{LabelOutput, SceneMaterialsPlugin, Shading, SharedAssets};
 use crate::physics::{SettleConfig, settle_cars};

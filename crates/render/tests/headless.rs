@@ -119,6 +119,7 @@ fn same_psi_and_seed_give_identical_frames() {
     let mut b = scenes(&dense(Weather::Fog), 90..91);
     b.extend(a.iter().rev().cloned());
     let second: Vec<Frame> = render(&b).into_iter().skip(1).rev().collect();
+    assert_eq!((first.len(), second.len()), (a.len(), a.len()), "one frame per scene");
     for (x, y) in first.iter().zip(&second) {
         assert_eq!(x.classes, y.classes);
         assert_eq!(x.instances, y.instances);
@@ -208,6 +209,7 @@ fn fast_shading_matches_standard_shading_and_leaves_labels_alone() {
         .flat_map(|w| scenes(&dense(w), 20..21))
         .collect();
     let (a, b) = (fast.render(&batch).expect("render"), standard.render(&batch).expect("render"));
+    assert_eq!((a.len(), b.len()), (batch.len(), batch.len()), "one frame per scene");
     for (x, y) in a.iter().zip(&b) {
         assert_eq!(x.classes, y.classes);
         assert_eq!(x.instances, y.instances);

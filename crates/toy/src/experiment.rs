@@ -222,6 +222,6 @@ fn write_report(
         let _ = writeln!(md, "- seed {s}: {}", text.join(", "));
     }
     let path = out.join("report.md");
-    l2s_meta::run::write_atomic(&path, md.as_bytes())?;
+    l2s_meta::records::write_atomic(&path, md.as_bytes())?;
     Ok(())
 }

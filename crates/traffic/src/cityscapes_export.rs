@@ -9,8 +9,10 @@ use l2s_core::{ParamValues, SeedTree};
 use l2s_train::metrics::ConfusionMatrix;
 use l2s_train::{IGNORE, predict_segmentation};
 
-use crate::env::{ClassScheme, TargetDomain, TrafficEnv};
+use crate::env::TrafficEnv;
 use crate::experiment::TrafficError;
+use crate::samples::ClassScheme;
+use crate::settings::TargetDomain;
 
 /// Trains one model on ψ* as the study does, predicts the test images and writes
 /// `dir/pred/<frame>.png`, `dir/gt/<frame>.png` and `dir/l2s_scores.json`. Only for data
@@ -77,6 +79,6 @@ pub fn write_predictions(
     let path = dir.join("l2s_scores.json");
     let bytes = serde_json::to_vec_pretty(&json)
         .map_err(|e| TrafficError::Write { path: path.clone(), source: std::io::Error::other(e) })?;
-    l2s_meta::run::write_atomic(&path, &bytes)?;
+    l2s_meta::records::write_atomic(&path, &bytes)?;
     Ok(())
 }

@@ -15,7 +15,8 @@ use l2s_train::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::env::{StartModel, Task};
+use crate::env::StartModel;
+use crate::settings::Task;
 
 const FORMAT: &str = "l2s-shared-data-1";
 const HEADER: &str = "shared.json";
@@ -94,7 +95,8 @@ impl SharedData {
         };
         let text =
             serde_json::to_vec_pretty(&header).map_err(|e| write_error(&header_path, e.to_string()))?;
-        l2s_meta::run::write_atomic(&header_path, &text).map_err(|e| write_error(&header_path, e.to_string()))
+        l2s_meta::records::write_atomic(&header_path, &text)
+            .map_err(|e| write_error(&header_path, e.to_string()))
     }
 
     /// The data in `dir`, or `None` where nothing complete was written there.

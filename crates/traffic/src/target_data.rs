@@ -12,7 +12,7 @@ use l2s_data::{
 use l2s_train::{Dataset, Sample};
 use serde::{Deserialize, Serialize};
 
-use crate::env::DataConfig;
+use crate::settings::DataConfig;
 
 /// `target_data: (...)` in a traffic config.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

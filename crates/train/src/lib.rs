@@ -10,7 +10,7 @@ pub mod metrics;
 pub mod model;
 pub mod training;
 
-pub use backend::{BackendChoice, training_device};
+pub use backend::{BackendChoice, BackendError, training_device};
 /// The burn device the models train on (a value in burn 0.22, not a type parameter).
 pub use burn::tensor::Device;
 pub use data::{DataError, Dataset, IGNORE, Sample, count_density};

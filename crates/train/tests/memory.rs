@@ -43,7 +43,7 @@ static ALLOCATOR: CountingAllocator = CountingAllocator;
 
 #[test]
 fn fine_tuning_one_start_model_again_and_again_leaves_no_memory_behind() {
-    let device = training_device(BackendChoice::Cpu);
+    let device = training_device(BackendChoice::Cpu).expect("the CPU needs no adapter");
     let data = Dataset::squares(8, 32, 1);
     let config = TrainConfig { epochs: 2, batch_size: 4, learning_rate: 1e-3, seed: 1 };
     let start = CountingCnnConfig::new().init(&device);

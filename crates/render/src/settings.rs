@@ -1,0 +1,55 @@
+//! How frames are rendered: size, scenes per Bevy frame, anti-aliasing, shadows, shading,
+//! the visibility threshold of counted cars and the physics settling.
+
+use serde::{Deserialize, Serialize};
+
+use crate::materials::Shading;
+use crate::physics::SettleConfig;
+
+/// How frames are rendered.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RenderSettings {
+    pub width: u32,
+    pub height: u32,
+    /// Scenes drawn in one Bevy frame (each with its own cameras); more amortise the
+    /// per-frame cost.
+    pub scenes_per_frame: u32,
+    /// 4x MSAA on the RGB image (labels are never anti-aliased).
+    pub antialias: bool,
+    /// Sun shadows in the RGB image.
+    pub shadows: bool,
+    /// Pixels a car must show to be counted.
+    pub min_visible_pixels: u32,
+    /// Physics steps to settle dropped cars.
+    pub settle_steps: u32,
+    /// How the RGB image is lit: `Fast` (default) or `Standard` (Bevy's PBR).
+    pub shading: Shading,
+}
+
+impl Default for RenderSettings {
+    fn default() -> Self {
+        Self {
+            width: 256,
+            height: 256,
+            scenes_per_frame: 8,
+            antialias: false,
+            shadows: true,
+            min_visible_pixels: 20,
+            settle_steps: SettleConfig::default().steps,
+            shading: Shading::default(),
+        }
+    }
+}
+
+impl l2s_core::config::Validate for RenderSettings {
+    fn validate(&self) -> Result<(), l2s_core::InvalidField> {
+        use l2s_core::config::{check_count, check_range};
+        check_count("width", self.width as usize, 16, 2048)?;
+        check_count("height", self.height as usize, 16, 2048)?;
+        check_count("scenes_per_frame", self.scenes_per_frame as usize, 1, 15)?;
+        check_range("min_visible_pixels", f64::from(self.min_visible_pixels), 1.0, 1e6)?;
+        check_count("settle_steps", self.settle_steps as usize, 0, 10_000)?;
+        Ok(())
+    }
+}
