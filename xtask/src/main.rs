@@ -183,6 +183,28 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Wall time of each step of a task, printed when it ends.
+#[derive(Default)]
+struct StepTimes(Vec<(&'static str, std::time::Duration)>);
+
+impl StepTimes {
+    fn time(&mut self, name: &'static str, step: impl FnOnce() -> anyhow::Result<()>) -> anyhow::Result<()> {
+        let start = std::time::Instant::now();
+        let result = step();
+        self.0.push((name, start.elapsed()));
+        if result.is_err() {
+            self.print();
+        }
+        result
+    }
+
+    fn print(&self) {
+        let text: Vec<String> =
+            self.0.iter().map(|(name, d)| format!("{name} {:.0} s", d.as_secs_f64())).collect();
+        eprintln!("xtask: step times: {}", text.join(", "));
+    }
+}
+
 fn run(task: Task) -> anyhow::Result<()> {
     match task {
         Task::Experiment { args } => run_l2s("experiment", &args),
@@ -192,17 +214,21 @@ fn run(task: Task) -> anyhow::Result<()> {
         }
         Task::Ci => {
             ensure_vulkan()?;
-            cargo(&["fmt", "--all", "--check"])?;
-            cargo(&[
-                "clippy",
-                "--release",
-                "--workspace",
-                "--all-targets",
-                "--locked",
-                "--",
-                "-D",
-                "warnings",
-            ])?;
+            // Each step's wall time is printed at the end: where a cold CI run spends its time.
+            let mut steps = StepTimes::default();
+            steps.time("rustfmt", || cargo(&["fmt", "--all", "--check"]))?;
+            steps.time("clippy", || {
+                cargo(&[
+                    "clippy",
+                    "--release",
+                    "--workspace",
+                    "--all-targets",
+                    "--locked",
+                    "--",
+                    "-D",
+                    "warnings",
+                ])
+            })?;
             let require_slurm = std::env::var("L2S_REQUIRE_SLURM").is_ok_and(|v| v == "1");
             let slurm_conf = if slurm::installed() || require_slurm {
                 Some(slurm::up(&slurm::cluster_dir())?)
@@ -216,7 +242,13 @@ fn run(task: Task) -> anyhow::Result<()> {
             // Vulkan is there (checked above), so the wgpu tests must run, not skip.
             let mut env: Vec<(&str, &std::ffi::OsStr)> = vec![("L2S_REQUIRE_WGPU", "1".as_ref())];
             env.extend(slurm_conf.iter().map(|c| ("SLURM_CONF", c.as_os_str())));
-            cargo_with(&["test", "--release", "--workspace", "--locked"], &env)
+            // `--timings`: the build's report (target/cargo-timings/) shows which crates took long.
+            steps.time("test build", || {
+                cargo(&["test", "--release", "--workspace", "--locked", "--no-run", "--timings"])
+            })?;
+            steps.time("tests", || cargo_with(&["test", "--release", "--workspace", "--locked"], &env))?;
+            steps.print();
+            Ok(())
         }
         Task::SlurmUp => {
             let conf = slurm::up(&slurm::cluster_dir())?;
