@@ -1,6 +1,8 @@
 //! Labelled frames per second of the headless renderer (RGB + class, instance and depth
-//! maps + visible-car counts and boxes), a new scene every frame, at 256x256 and 640x192
-//! (KITTI's aspect), on whatever adapter the machine has. After the timings, a long run
+//! maps + visible-car counts and boxes), in memory, a new scene every frame, on whatever
+//! adapter the machine has: at 256x256 and 640x192 (KITTI's aspect) with the default
+//! settings, and at 64x64 and 128x128 with the car-counting experiment's settings and base
+//! ψ (`configs/car_counting.ron`), the sizes the experiments render. After the timings, a long run
 //! renders 1,000 scenes and prints resident memory and live entities/assets at the start
 //! and the end: they must stay flat.
 
@@ -28,6 +30,24 @@ fn frames_per_second(c: &mut Criterion) {
             b.iter(|| {
                 let from = next.replace(next.get() + PER_ITERATION);
                 renderer.render(&scenes(&params, from, PER_ITERATION)).expect("frames")
+            })
+        });
+    }
+    // The counting experiment's render settings and ψ, at the sizes the experiments use.
+    let root = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    let l2s::experiment::ExperimentConfig::CarCounting(config) =
+        l2s_core::load_ron(&root.join("configs/car_counting.ron")).expect("the counting config")
+    else {
+        panic!("configs/car_counting.ron is not a CarCounting config")
+    };
+    for size in [64, 128] {
+        let settings = RenderSettings { width: size, height: size, ..config.render.clone() };
+        let mut renderer = Renderer::new(settings).expect("renderer");
+        let next = Cell::new(0u64);
+        group.bench_function(format!("counting_config_{size}x{size}"), |b| {
+            b.iter(|| {
+                let from = next.replace(next.get() + PER_ITERATION);
+                renderer.render(&scenes(&config.base, from, PER_ITERATION)).expect("frames")
             })
         });
     }

@@ -123,7 +123,7 @@ impl Renderer {
         );
         app.add_plugins((SceneMaterialsPlugin, ExtractResourcePlugin::<CaptureRequest>::default()));
         app.insert_resource(settings.shading);
-        app.insert_resource(DirectionalLightShadowMap { size: 1024 });
+        app.insert_resource(DirectionalLightShadowMap { size: settings.shadow_map_size() });
         app.init_resource::<CaptureRequest>();
         let sink = CaptureSink::default();
         if let Some(render_app) = app.get_sub_app_mut(RenderApp) {

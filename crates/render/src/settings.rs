@@ -53,3 +53,29 @@ impl l2s_core::config::Validate for RenderSettings {
         Ok(())
     }
 }
+
+impl RenderSettings {
+    /// Side of the sun's shadow map: four texels per pixel of the image's longer side,
+    /// between 256 and 1,024 (256x256 images and larger keep 1,024). Every slot's sun draws
+    /// its own map each frame, so at 64x64 a 1,024² map was a quarter of the frame time
+    /// for detail no pixel shows.
+    pub fn shadow_map_size(&self) -> usize {
+        (4 * self.width.max(self.height) as usize).next_power_of_two().clamp(256, 1024)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_shadow_map_follows_the_image_size_within_its_bounds() {
+        let size =
+            |width, height| RenderSettings { width, height, ..RenderSettings::default() }.shadow_map_size();
+        assert_eq!(
+            (size(64, 64), size(128, 128), size(144, 48), size(256, 256), size(640, 192)),
+            (256, 512, 1024, 1024, 1024)
+        );
+        assert_eq!(size(16, 16), 256);
+    }
+}
