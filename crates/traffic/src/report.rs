@@ -218,3 +218,22 @@ fn metrics_table(summary: &StudySummary) -> String {
     md.push('\n');
     md
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use l2s_train::IGNORE;
+
+    #[test]
+    fn a_grid_tile_shows_rgb_beside_class_colours_and_black_where_there_is_no_label() {
+        let rgb = [10, 20, 30, 40, 50, 60, 70, 80, 90];
+        let car = ClassScheme::Renderer.car() as u8;
+        let tile = side_by_side(&rgb, (3, 1), &[car, IGNORE], &ClassScheme::Renderer);
+        assert_eq!(tile.dimensions(), (6, 1));
+        let pixels: Vec<[u8; 3]> = tile.pixels().map(|p| p.0).collect();
+        assert_eq!(&pixels[..3], &[[10, 20, 30], [40, 50, 60], [70, 80, 90]]);
+        // The car in its Cityscapes colour; an ignored pixel, and one past the class map, black.
+        assert_eq!(&pixels[3..], &[ClassScheme::Renderer.colour(car), [0, 0, 0], [0, 0, 0]]);
+        assert_eq!(pixels[3], [0, 0, 142]);
+    }
+}
