@@ -223,18 +223,38 @@ impl Renderer {
     }
 
     /// Renders the scenes in order; each frame holds up to `scenes_per_frame` of them.
+    ///
+    /// The next frame's cars settle while the current frame is drawn: settling is a pure
+    /// function of each scene, so the frames are the same as settling first.
     pub fn render(&mut self, scenes: &[SceneDescription]) -> Result<Vec<Frame>, RenderError> {
         let mut frames = Vec::with_capacity(scenes.len());
-        let per_frame = self.slots.len();
-        for chunk in scenes.chunks(per_frame) {
-            frames.extend(self.render_chunk(chunk)?);
-        }
-        Ok(frames)
+        let chunks: Vec<&[SceneDescription]> = scenes.chunks(self.slots.len()).collect();
+        let settle = SettleConfig { steps: self.settings.settle_steps, ..SettleConfig::default() };
+        let settle_chunk =
+            move |chunk: &[SceneDescription]| settle_scenes(chunk, |scene| settle_cars(scene, settle));
+        std::thread::scope(|s| {
+            let mut next = chunks.first().map(|&chunk| s.spawn(move || settle_chunk(chunk)));
+            for (i, &chunk) in chunks.iter().enumerate() {
+                let Some(settling) = next.take() else { break };
+                let poses = settling.join().unwrap_or_else(|_| {
+                    let seed = chunk.first().map_or(0, |scene| scene.seed);
+                    Err(RenderError::Physics {
+                        seed,
+                        message: "the thread settling this frame's scenes panicked".into(),
+                    })
+                })?;
+                next = chunks.get(i + 1).map(|&chunk| s.spawn(move || settle_chunk(chunk)));
+                frames.extend(self.render_chunk(chunk, &poses)?);
+            }
+            Ok(frames)
+        })
     }
 
-    fn render_chunk(&mut self, chunk: &[SceneDescription]) -> Result<Vec<Frame>, RenderError> {
-        let settle = SettleConfig { steps: self.settings.settle_steps, ..SettleConfig::default() };
-        let poses = settle_scenes(chunk, |scene| settle_cars(scene, settle))?;
+    fn render_chunk(
+        &mut self,
+        chunk: &[SceneDescription],
+        poses: &[Vec<CarPose>],
+    ) -> Result<Vec<Frame>, RenderError> {
         let mut request = CaptureRequest::default();
         for (index, slot) in self.slots.iter_mut().enumerate() {
             let world = self.apps.main.world_mut();
@@ -278,7 +298,7 @@ impl Renderer {
                     return Err(failure);
                 }
                 if capture.ready && capture.generations == wanted {
-                    let frames = self.decode(chunk, &poses, capture.images);
+                    let frames = self.decode(chunk, poses, capture.images);
                     self.apps.main.insert_resource(CaptureRequest::default());
                     return frames;
                 }
