@@ -18,12 +18,8 @@ fn toy_experiment(c: &mut Criterion) {
             let out = tempfile::tempdir().expect("temporary directory");
             let options = RunOptions {
                 config_path: root.join("configs/toy_gmm.ron"),
-                target: None,
-                target_data: None,
                 out: out.path().to_path_buf(),
-                seeds: None,
-                resume: false,
-                executor: None,
+                ..RunOptions::default()
             };
             run(&options).expect("the toy experiment runs")
         });

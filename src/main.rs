@@ -51,6 +51,23 @@ enum Command {
         /// on a file system the nodes share).
         #[arg(long, value_enum)]
         executor: Option<ExecutorChoice>,
+        /// The search method, replacing the config's `meta.method` (with that method's
+        /// default settings).
+        #[arg(long, value_enum)]
+        method: Option<MethodChoice>,
+        /// Further search methods to run with the same budget and compare, replacing the
+        /// config's `study.compare` (comma-separated, default settings).
+        #[arg(long, value_enum, value_delimiter = ',')]
+        compare: Option<Vec<MethodChoice>>,
+        /// Budgets (main-task trainings, multiples of the samples per iteration) at which every
+        /// search's ψ* is tested too, replacing the config's `study.test_budgets`
+        /// (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        test_budgets: Option<Vec<usize>>,
+        /// Trainings per test at each of those budgets, replacing the config's
+        /// `study.budget_trainings` (default: the final trainings).
+        #[arg(long)]
+        budget_trainings: Option<usize>,
     },
     /// Run one evaluation of a study from its job file and write the result next to it (what
     /// each Slurm array task runs).
@@ -116,6 +133,26 @@ enum ExecutorChoice {
     Local,
     /// Slurm job arrays (settings from the config's `executor: Slurm(...)`, else defaults).
     Slurm,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum MethodChoice {
+    /// The paper's policy gradient with the config's `meta` settings.
+    Reinforce,
+    /// CMA-ES with its default settings.
+    CmaEs,
+    /// A tree-structured Parzen estimator with its default settings.
+    Tpe,
+}
+
+impl From<MethodChoice> for l2s_meta::Method {
+    fn from(choice: MethodChoice) -> Self {
+        match choice {
+            MethodChoice::Reinforce => l2s_meta::Method::Reinforce,
+            MethodChoice::CmaEs => l2s_meta::Method::CmaEs(l2s_meta::CmaEsConfig::default()),
+            MethodChoice::Tpe => l2s_meta::Method::Tpe(l2s_meta::TpeConfig::default()),
+        }
+    }
 }
 
 impl From<ExecutorChoice> for l2s_meta::ExecutorKind {
@@ -281,11 +318,33 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     l2s::allocator::keep_freed_blocks_for_reuse();
     let result = match cli.command {
-        Command::Experiment { config, target, target_data, out, seeds, resume, executor } => {
+        Command::Experiment {
+            config,
+            target,
+            target_data,
+            out,
+            seeds,
+            resume,
+            executor,
+            method,
+            compare,
+            test_budgets,
+            budget_trainings,
+        } => {
             let out = out.unwrap_or_else(|| experiment::default_out(&config));
-            let executor = executor.map(Into::into);
-            let options =
-                RunOptions { config_path: config, target, target_data, out, seeds, resume, executor };
+            let options = RunOptions {
+                config_path: config,
+                target,
+                target_data,
+                out,
+                seeds,
+                resume,
+                executor: executor.map(Into::into),
+                method: method.map(Into::into),
+                compare: compare.map(|c| c.into_iter().map(Into::into).collect()),
+                test_budgets,
+                budget_trainings,
+            };
             experiment::run(&options).map(|summary| {
                 println!("{}", l2s_meta::report::summary_table(&summary));
                 println!("report: {}", options.out.join("report.md").display());

@@ -26,6 +26,10 @@ pub enum MetaError {
     #[error("`--seeds {0}`: give 1 to 1000 seeds (the bound of the config's `study.seeds`)")]
     Seeds(usize),
     #[error(
+        "{0}\n  hint: fix the config's `study` section or the --method, --compare and --test-budgets options"
+    )]
+    Study(l2s_core::config::InvalidField),
+    #[error(
         "Slurm: `{command}` failed: {message}\n  hint: run the driver where Slurm's client commands (sbatch, squeue, scontrol) are on the PATH and reach the cluster (SLURM_CONF), or use the local executor (`--executor local`)"
     )]
     SlurmUnavailable { command: String, message: String },

@@ -8,11 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::config::MetaConfig;
 use crate::error::MetaError;
-use crate::policy::Policy;
-use crate::reinforce::LearnerState;
+use crate::search::SearchState;
 
 pub const CHECKPOINT_FILE: &str = "checkpoint.json";
-pub(crate) const CHECKPOINT_FORMAT: u32 = 1;
+/// 2: the learner's state is tagged by search method.
+pub(crate) const CHECKPOINT_FORMAT: u32 = 2;
 
 /// One evaluated sample ψ_k of an iteration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -30,9 +30,10 @@ pub struct IterationRecord {
     pub iteration: usize,
     /// Seconds this iteration took (not part of the deterministic result).
     pub wall_s: f64,
-    /// ω that generated this iteration's samples (before its update).
+    /// The search's state that generated this iteration's samples (before its update):
+    /// REINFORCE's ω, CMA-ES's mean, σ and choice probabilities, nothing for TPE.
     pub omega: Vec<f64>,
-    /// The policy's mode under that ω.
+    /// The method's ψ* in that state (REINFORCE: the policy's mode).
     pub mode: ParamValues,
     pub baseline: f64,
     pub mean_reward: f64,
@@ -47,7 +48,7 @@ pub(crate) struct Checkpoint {
     pub(crate) seed: u64,
     pub(crate) config: MetaConfig,
     pub(crate) space: ParamSpace,
-    pub(crate) learner: LearnerState,
+    pub(crate) learner: SearchState,
     pub(crate) history: Vec<IterationRecord>,
 }
 
@@ -77,10 +78,10 @@ pub(crate) fn load_checkpoint(path: &Path) -> Result<Checkpoint, MetaError> {
 /// rewritten whole from the history so they always agree with the checkpoint.
 pub(crate) fn write_records(
     dir: &Path,
-    policy: &Policy,
+    space: &ParamSpace,
+    state_names: &[String],
     history: &[IterationRecord],
 ) -> Result<(), MetaError> {
-    let space = policy.space();
     let dim_names: Vec<&str> = space.dims().iter().map(|d| d.name()).collect();
     let metric_names: Vec<String> = history
         .first()
@@ -101,7 +102,7 @@ pub(crate) fn write_records(
                 .map(String::from)
                 .to_vec();
         header.extend(dim_names.iter().map(|n| format!("mode[{n}]")));
-        header.extend(policy.omega_names());
+        header.extend(state_names.iter().cloned());
         iterations.write_record(&header).map_err(to_io)?;
         for it in history {
             for (k, s) in it.samples.iter().enumerate() {

@@ -13,7 +13,7 @@ use crate::env::{Environment, Split};
 use crate::executor::{Batch, Executor, Job};
 use crate::policy::Policy;
 use crate::progress::Progress;
-use crate::reinforce::Reinforce;
+use crate::search::{Searcher, record_names};
 
 use crate::error::MetaError;
 use crate::records::{
@@ -21,14 +21,26 @@ use crate::records::{
     load_checkpoint, write_atomic, write_records,
 };
 
-/// The trained policy and the whole history of the run.
+/// The search's result and the whole history of the run.
 #[derive(Debug, Clone)]
 pub struct MetaOutcome {
-    pub policy: Policy,
+    /// The method's ψ* at the end (REINFORCE: the policy's mode).
+    pub psi_star: ParamValues,
+    /// REINFORCE's trained policy; `None` for the other methods.
+    pub policy: Option<Policy>,
     pub history: Vec<IterationRecord>,
 }
 
-/// Runs (or resumes) Algorithm 1 on `env` for `config.iterations` iterations, keeping the
+impl MetaOutcome {
+    /// The method's ψ* after `iterations` iterations (each history record holds the ψ* its
+    /// iteration started from).
+    pub fn psi_after(&self, iterations: usize) -> &ParamValues {
+        self.history.get(iterations).map_or(&self.psi_star, |h| &h.mode)
+    }
+}
+
+/// Runs (or resumes) the search of `config.method` (Algorithm 1 for REINFORCE) on `env` for
+/// `config.iterations` iterations, keeping the
 /// records and the checkpoint in `dir`; `executor` runs each iteration's K evaluations
 /// (for study seed `study_seed`).
 #[allow(clippy::too_many_arguments)]
@@ -44,8 +56,8 @@ pub fn train_policy<E: Environment>(
 ) -> Result<MetaOutcome, MetaError> {
     create_dir(dir)?;
     let checkpoint_path = dir.join(CHECKPOINT_FILE);
-    let policy = Policy::new(env.space().clone(), &config.policy, &mut seeds.child("policy-init").rng());
-    let mut learner = Reinforce::new(policy, config);
+    let mut learner = Searcher::new(env.space(), config, seeds.child("policy-init"));
+    let state_names = record_names(env.space(), config);
     let mut history = Vec::new();
     if checkpoint_path.exists() {
         if !resume {
@@ -75,17 +87,14 @@ pub fn train_policy<E: Environment>(
     }
     for iteration in history.len()..config.iterations {
         let start = Instant::now();
-        let omega = learner.policy.omega().to_vec();
-        let mode = learner.policy.mode();
+        let omega = learner.record();
+        let mode = learner.recommendation();
         let mut rng = seeds.child("policy").index(iteration as u64).rng();
-        let samples: Vec<_> =
-            (0..config.samples_per_iteration).map(|_| learner.policy.sample(&mut rng)).collect();
+        let samples = learner.ask(config.samples_per_iteration, &mut rng);
         let jobs: Vec<(ParamValues, u64)> = samples
-            .iter()
+            .into_iter()
             .enumerate()
-            .map(|(k, s)| {
-                (s.values.clone(), seeds.child("data").index(iteration as u64).index(k as u64).seed())
-            })
+            .map(|(k, psi)| (psi, seeds.child("data").index(iteration as u64).index(k as u64).seed()))
             .collect();
         let batch = Batch {
             dir: dir.to_path_buf(),
@@ -99,7 +108,7 @@ pub fn train_policy<E: Environment>(
             .collect();
         let evaluations = executor.evaluate(env, &batch, &tasks, progress)?;
         let rewards: Vec<f64> = evaluations.iter().map(|e| e.reward).collect();
-        let stats = learner.update(&samples, &rewards);
+        let stats = learner.tell(&rewards);
         let mean_reward = rewards.iter().sum::<f64>() / rewards.len() as f64;
         let max_reward = rewards.iter().copied().fold(f64::NEG_INFINITY, f64::max);
         let records = jobs
@@ -139,7 +148,7 @@ pub fn train_policy<E: Environment>(
             learner: learner.state(),
             history,
         };
-        write_records(dir, &learner.policy, &checkpoint.history)?;
+        write_records(dir, env.space(), &state_names, &checkpoint.history)?;
         let json = serde_json::to_vec(&checkpoint).map_err(|e| MetaError::Write {
             path: checkpoint_path.clone(),
             source: std::io::Error::other(e),
@@ -147,13 +156,13 @@ pub fn train_policy<E: Environment>(
         write_atomic(&checkpoint_path, &json)?;
         history = checkpoint.history;
     }
-    Ok(MetaOutcome { policy: learner.policy, history })
+    Ok(MetaOutcome { psi_star: learner.recommendation(), policy: learner.policy().cloned(), history })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{InitMean, PolicyConfig};
+    use crate::config::{CmaEsConfig, InitMean, Method, PolicyConfig, TpeConfig};
     use crate::env::{BoxError, Evaluation};
     use l2s_core::{Dim, ParamSpace};
     use std::sync::atomic::{AtomicUsize, Ordering};
@@ -220,6 +229,7 @@ mod tests {
             entropy_bonus: 0.01,
             normalise_advantages: true,
             threads: 2,
+            method: Method::Reinforce,
             policy: PolicyConfig {
                 init_std: 0.2,
                 learn_std: true,
@@ -229,9 +239,18 @@ mod tests {
         }
     }
 
+    fn methods() -> [Method; 3] {
+        [Method::Reinforce, Method::CmaEs(CmaEsConfig::default()), Method::Tpe(TpeConfig::default())]
+    }
+
     #[test]
     fn resume_after_a_crash_equals_the_uninterrupted_run() {
-        let cfg = config();
+        for method in methods() {
+            resume_equals_uninterrupted(MetaConfig { method, ..config() });
+        }
+    }
+
+    fn resume_equals_uninterrupted(cfg: MetaConfig) {
         let seeds = SeedTree::new(42);
         let whole_dir = tempfile::tempdir().expect("tempdir");
         let whole =
@@ -246,7 +265,7 @@ mod tests {
         assert!(matches!(refused, Err(MetaError::RunExists { .. })));
         let resumed = train(&Quadratic::new(None), &cfg, seeds, dir.path(), true).expect("resumed run");
 
-        assert_eq!(resumed.policy.omega(), whole.policy.omega());
+        assert_eq!(resumed.psi_star, whole.psi_star);
         let strip = |h: &[IterationRecord]| -> Vec<IterationRecord> {
             h.iter()
                 .cloned()
@@ -276,15 +295,30 @@ mod tests {
     }
 
     #[test]
-    fn the_policy_climbs_towards_the_optimum() {
-        let cfg = MetaConfig { iterations: 60, ..config() };
+    fn every_method_climbs_towards_the_optimum() {
+        for method in methods() {
+            let key = method.key();
+            let cfg = MetaConfig { iterations: 60, method, ..config() };
+            let dir = tempfile::tempdir().expect("tempdir");
+            let out = train(&Quadratic::new(None), &cfg, SeedTree::new(3), dir.path(), false).expect("run");
+            let first = out.history.first().expect("history").mean_reward;
+            let last = out.history.last().expect("history").mean_reward;
+            assert!(last > first, "{key}: {first} -> {last}");
+            let psi = &out.psi_star;
+            let (x, y) = (psi.continuous(0).expect("x"), psi.continuous(1).expect("y"));
+            assert!((x - 0.3).abs() < 0.1 && (y - 0.7).abs() < 0.1, "{key}: ψ* ({x}, {y})");
+            assert_eq!(out.psi_after(60), psi);
+            assert_eq!(out.psi_after(0), &out.history[0].mode);
+        }
+    }
+
+    #[test]
+    fn resume_refuses_a_checkpoint_of_another_method() {
         let dir = tempfile::tempdir().expect("tempdir");
-        let out = train(&Quadratic::new(None), &cfg, SeedTree::new(3), dir.path(), false).expect("run");
-        let first = out.history.first().expect("history").mean_reward;
-        let last = out.history.last().expect("history").mean_reward;
-        assert!(last > first, "{first} -> {last}");
-        let mode = out.policy.mode();
-        let (x, y) = (mode.continuous(0).expect("x"), mode.continuous(1).expect("y"));
-        assert!((x - 0.3).abs() < 0.1 && (y - 0.7).abs() < 0.1, "mode ({x}, {y})");
+        let seeds = SeedTree::new(1);
+        train(&Quadratic::new(None), &config(), seeds, dir.path(), false).expect("run");
+        let cma = MetaConfig { method: Method::CmaEs(CmaEsConfig::default()), ..config() };
+        let err = train(&Quadratic::new(None), &cma, seeds, dir.path(), true).expect_err("method differs");
+        assert!(err.to_string().contains("different meta config"), "{err}");
     }
 }

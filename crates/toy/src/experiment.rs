@@ -7,7 +7,9 @@ use std::time::Instant;
 use l2s_core::config::{InvalidField, Validate};
 use l2s_core::{ConfigError, load_ron};
 use l2s_meta::progress::Progress;
-use l2s_meta::report::{PlotError, plot_psi_trajectories, plot_reward_curve, summary_table, write_summary};
+use l2s_meta::report::{
+    PlotError, plot_psi_trajectories, plot_reward_curve, search_section, summary_table, write_summary,
+};
 use l2s_meta::study::{SeedRun, study_trainings};
 use l2s_meta::worker::{ExperimentSpec, JobFile, WorkerError};
 use l2s_meta::{
@@ -45,6 +47,7 @@ impl Validate for ToyConfig {
         self.svm.validate().map_err(|e| e.within("svm"))?;
         self.meta.validate().map_err(|e| e.within("meta"))?;
         self.study.validate().map_err(|e| e.within("study"))?;
+        self.study.validate_with(&self.meta).map_err(|e| e.within("study"))?;
         self.executor.validate().map_err(|e| e.within("executor"))
     }
 }
@@ -82,7 +85,7 @@ impl Prepared {
         }
         let target_path = options.target_path(&config.target);
         let target: Mixture = load_ron(&target_path)?;
-        options.apply_seeds(&mut config.study)?;
+        options.apply(&mut config.meta, &mut config.study)?;
         config.executor = config.executor.overridden(options.executor);
         // Where the evaluations run changes no result, so a run may resume on another executor.
         let fingerprint = serde_json::to_string(&(
@@ -142,10 +145,15 @@ pub fn evaluate_toy_job(config: ToyConfig, spec: &ExperimentSpec, job: &JobFile)
 fn write_figures(out: &Path, env: &ToyEnv, run: &SeedRun) -> Result<(), ToyError> {
     let history = &run.outcome.history;
     plot_reward_curve(&out.join("reward_curve.png"), "accuracy", history)?;
-    plot_psi_trajectories(&out.join("psi_trajectories.png"), &run.outcome.policy, history)?;
+    plot_psi_trajectories(
+        &out.join("psi_trajectories.png"),
+        l2s_meta::Environment::space(env),
+        run.outcome.policy.as_ref(),
+        history,
+    )?;
     let seed = run.seeds.child("figure").seed();
     let sim = env.simulator();
-    let psi_star = run.outcome.policy.mode();
+    let psi_star = run.outcome.psi_star.clone();
     let at = |i: usize| (i, &history[i.min(history.len().saturating_sub(1))].mode);
     let mut top = Vec::new();
     for (i, psi) in [at(0), at(history.len() / 2)] {
@@ -208,6 +216,7 @@ fn write_report(
          used for nothing else.\n",
         config.study.final_trainings
     );
+    let _ = write!(md, "{}", search_section(summary));
     let _ = writeln!(md, "## Figures (seed 0)\n");
     let _ = writeln!(
         md,

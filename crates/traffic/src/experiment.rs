@@ -84,6 +84,7 @@ impl Validate for TrafficConfig {
         self.train.validate().map_err(|e| e.within("train"))?;
         self.meta.validate().map_err(|e| e.within("meta"))?;
         self.study.validate().map_err(|e| e.within("study"))?;
+        self.study.validate_with(&self.meta).map_err(|e| e.within("study"))?;
         self.executor.validate().map_err(|e| e.within("executor"))
     }
 }
@@ -139,7 +140,7 @@ impl Prepared {
                 ),
             )));
         }
-        options.apply_seeds(&mut config.study)?;
+        options.apply(&mut config.meta, &mut config.study)?;
         config.executor = config.executor.overridden(options.executor);
         // Where the evaluations run changes no result, so a run may resume on another executor.
         let config_key = TrafficConfig { executor: ExecutorConfig::Local, ..config.clone() };
@@ -303,8 +304,9 @@ pub fn run_traffic_experiment(
     if let Some(first) = runs.first() {
         let history = &first.outcome.history;
         plot_reward_curve(&options.out.join("reward_curve.png"), task.metric_name(), history)?;
-        plot_psi_trajectories(&options.out.join("psi_trajectories.png"), &first.outcome.policy, history)?;
-        let psi_star = first.outcome.policy.mode();
+        let policy = first.outcome.policy.as_ref();
+        plot_psi_trajectories(&options.out.join("psi_trajectories.png"), learned.space(), policy, history)?;
+        let psi_star = first.outcome.psi_star.clone();
         let mut rng = first.seeds.child("grid").rng();
         let random = uniform_sample(learned.space(), &mut rng);
         write_grid(

@@ -6,7 +6,7 @@ use std::sync::Mutex;
 
 use image::{Rgb, RgbImage};
 use l2s_core::{ParamValues, SeedTree};
-use l2s_meta::report::summary_table;
+use l2s_meta::report::{search_section, summary_table};
 use l2s_meta::{MetaError, StudySummary};
 use l2s_render::Renderer;
 
@@ -143,6 +143,7 @@ pub(crate) fn write_report(
     );
     let _ = writeln!(md, "## Test {}\n\n{}", task.metric_name(), summary_table(summary));
     let _ = write!(md, "{}", metrics_table(summary));
+    let _ = write!(md, "{}", search_section(summary));
     let _ = writeln!(
         md,
         "Each seed's score is the mean over {} main-task trainings on fresh renders; the test set is \

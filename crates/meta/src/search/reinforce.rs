@@ -119,6 +119,7 @@ mod tests {
             entropy_bonus: 0.0,
             normalise_advantages: false,
             threads: 1,
+            method: crate::config::Method::Reinforce,
             policy: PolicyConfig { init_std: 0.05, learn_std, min_std: 0.02, init_mean: InitMean::Centre },
         }
     }
