@@ -17,14 +17,15 @@ fn methods_are_compared_at_equal_budgets_and_a_resumed_study_ends_the_same() {
     let dir = tempfile::tempdir().expect("tempdir");
     // 4 iterations × K = 6: a budget of 24 trainings per search.
     let config = small_config(dir.path(), 4);
-    let args = ["--compare", "cma-es,tpe", "--test-budgets", "6,12"];
+    // The toy config searches with CMA-ES; REINFORCE and TPE are compared with it.
+    let args = ["--compare", "reinforce,tpe", "--test-budgets", "6,12"];
     let o = experiment(dir.path(), &config, &args);
     assert!(o.status.success(), "{}", stderr(&o));
     let out = dir.path().join("out");
     let summary = json(&out.join("summary.json"));
     let methods = summary["methods"].as_array().expect("methods");
     let keys: Vec<&str> = methods.iter().filter_map(|m| m["method"].as_str()).collect();
-    assert_eq!(keys, ["random", "random_search", "learned", "cma_es", "tpe", "target"]);
+    assert_eq!(keys, ["random", "random_search", "learned", "reinforce", "tpe", "target"]);
     for m in methods {
         let key = m["method"].as_str().unwrap_or_default();
         let budgets: Vec<u64> = m["at_budgets"]
@@ -48,7 +49,7 @@ fn methods_are_compared_at_equal_budgets_and_a_resumed_study_ends_the_same() {
     }
     let curves = summary["curves"].as_array().expect("curves");
     let curve_keys: Vec<&str> = curves.iter().filter_map(|c| c["method"].as_str()).collect();
-    assert_eq!(curve_keys, ["reinforce", "cma_es", "tpe", "random_search"]);
+    assert_eq!(curve_keys, ["cma_es", "reinforce", "tpe", "random_search"]);
     for c in curves {
         let mean: Vec<f64> = c["mean"].as_array().expect("mean").iter().filter_map(|v| v.as_f64()).collect();
         assert_eq!(mean.len(), 24);
@@ -56,19 +57,19 @@ fn methods_are_compared_at_equal_budgets_and_a_resumed_study_ends_the_same() {
     }
     assert!(out.join("search_curves.png").is_file());
     let report = std::fs::read_to_string(out.join("report.md")).expect("report");
-    assert!(report.contains("## Searches at equal budgets") && report.contains("CMA-ES"), "{report}");
+    assert!(report.contains("## Searches at equal budgets") && report.contains("REINFORCE"), "{report}");
     // Each compared search keeps the main one's records, in its own directory.
     let header = |p: &Path| std::fs::read_to_string(p).expect("csv").lines().next().map(String::from);
-    for key in ["cma_es", "tpe"] {
+    for key in ["reinforce", "tpe"] {
         let run = out.join("seed-1").join(key);
         assert_eq!(header(&run.join("metrics.csv")), header(&out.join("seed-1/metrics.csv")), "{key}");
         assert!(run.join("checkpoint.json").is_file(), "{key}");
     }
 
-    // The second seed's results and its CMA-ES search lost: --resume redoes them exactly.
+    // The second seed's results and its REINFORCE search lost: --resume redoes them exactly.
     let whole = summary_without_times(&out);
     std::fs::remove_file(out.join("seed-1/result.json")).expect("remove result");
-    std::fs::remove_dir_all(out.join("seed-1/cma_es")).expect("remove search");
+    std::fs::remove_dir_all(out.join("seed-1/reinforce")).expect("remove search");
     let mut resumed_args = args.to_vec();
     resumed_args.push("--resume");
     let o = experiment(dir.path(), &config, &resumed_args);
@@ -82,10 +83,10 @@ fn methods_are_compared_at_equal_budgets_and_a_resumed_study_ends_the_same() {
 }
 
 #[test]
-fn the_main_method_can_be_cma_es_or_tpe() {
+fn the_main_method_can_be_replaced_from_the_command_line() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = small_config(dir.path(), 3);
-    for method in ["cma-es", "tpe"] {
+    for method in ["reinforce", "tpe"] {
         let out = dir.path().join(method);
         let o = common::l2s(
             &common::experiment_args(&config, &out, &["--method", method, "--seeds", "1"]),
@@ -96,10 +97,10 @@ fn the_main_method_can_be_cma_es_or_tpe() {
         let learned =
             summary["methods"].as_array().and_then(|m| m.iter().find(|m| m["method"] == "learned")).cloned();
         let label = learned.as_ref().and_then(|m| m["label"].as_str()).unwrap_or_default().to_string();
-        assert!(label.contains(if method == "tpe" { "TPE" } else { "CMA-ES" }), "{label}");
+        assert!(label.contains(if method == "tpe" { "TPE" } else { "REINFORCE" }), "{label}");
         let checkpoint = json(&out.join("seed-0/checkpoint.json"));
         assert!(
-            checkpoint["learner"].get(if method == "tpe" { "Tpe" } else { "CmaEs" }).is_some(),
+            checkpoint["learner"].get(if method == "tpe" { "Tpe" } else { "Reinforce" }).is_some(),
             "{checkpoint}"
         );
     }
@@ -110,7 +111,7 @@ fn settings_that_cannot_work_are_refused_with_the_field_and_a_hint() {
     let dir = tempfile::tempdir().expect("tempdir");
     let config = small_config(dir.path(), 4);
     let cases: [(&[&str], &str); 3] = [
-        (&["--method", "tpe", "--compare", "tpe"], "`study.compare[0]` TPE is already searched"),
+        (&["--compare", "cma-es"], "`study.compare[0]` CMA-ES is already searched"),
         (
             &["--test-budgets", "7"],
             "`study.test_budgets[0]` 7 must be a multiple of samples_per_iteration (6)",
@@ -130,10 +131,10 @@ fn settings_that_cannot_work_are_refused_with_the_field_and_a_hint() {
     let text = std::fs::read_to_string(&config).expect("read");
     std::fs::write(
         &config,
-        text.replace("final_trainings: 2", "final_trainings: 2, compare: [CmaEs(init_sigma: 9.0)]"),
+        text.replace("final_trainings: 2", "final_trainings: 2, compare: [Tpe(gamma: 2.0)]"),
     )
     .expect("write");
     let o = experiment(dir.path(), &config, &[]);
     assert_eq!(o.status.code(), Some(1));
-    assert!(stderr(&o).contains("`study.compare[0].CmaEs.init_sigma` is 9"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("`study.compare[0].Tpe.gamma` is 2"), "{}", stderr(&o));
 }

@@ -64,18 +64,25 @@ fn padded_range(values: impl Iterator<Item = f64>) -> std::ops::Range<f64> {
     (lo - pad)..(hi + pad)
 }
 
-/// Every sample's reward (grey), the mean per iteration (blue) and the baseline (red).
-pub fn plot_reward_curve(path: &Path, metric: &str, history: &[IterationRecord]) -> Result<(), PlotError> {
+/// Every sample's reward (grey), the mean per iteration (blue) and, for REINFORCE
+/// (`baseline`), its baseline (red).
+pub fn plot_reward_curve(
+    path: &Path,
+    metric: &str,
+    history: &[IterationRecord],
+    baseline: bool,
+) -> Result<(), PlotError> {
     draw_png(path, (900, 500), |root| {
         let rewards = history.iter().flat_map(|h| h.samples.iter().map(|s| s.reward));
-        let y = padded_range(rewards.chain(history.iter().map(|h| h.baseline)));
+        let baselines = history.iter().filter(|_| baseline).map(|h| h.baseline);
+        let y = padded_range(rewards.chain(baselines));
         let mut chart = ChartBuilder::on(root)
             .caption(format!("Validation reward ({metric}) per iteration"), ("sans-serif", 22))
             .margin(12)
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(0f64..history.len().max(1) as f64, y)?;
-        chart.configure_mesh().x_desc("policy iteration").y_desc(metric).draw()?;
+        chart.configure_mesh().x_desc("iteration").y_desc(metric).draw()?;
         chart.draw_series(history.iter().flat_map(|h| {
             h.samples.iter().map(move |s| {
                 Circle::new((h.iteration as f64, s.reward), 2, RGBColor(170, 170, 170).filled())
@@ -88,13 +95,15 @@ pub fn plot_reward_curve(path: &Path, metric: &str, history: &[IterationRecord])
             ))?
             .label("mean reward of the K samples")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], BLUE));
-        chart
-            .draw_series(LineSeries::new(
-                history.iter().map(|h| (h.iteration as f64, h.baseline)),
-                RED.stroke_width(2),
-            ))?
-            .label("baseline b")
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+        if baseline {
+            chart
+                .draw_series(LineSeries::new(
+                    history.iter().map(|h| (h.iteration as f64, h.baseline)),
+                    RED.stroke_width(2),
+                ))?
+                .label("baseline b")
+                .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 20, y)], RED));
+        }
         chart.configure_series_labels().background_style(WHITE.mix(0.8)).border_style(BLACK).draw()?;
         Ok(())
     })
@@ -244,7 +253,12 @@ pub fn plot_search_curves(path: &Path, summary: &StudySummary) -> Result<(), Plo
             .x_label_area_size(40)
             .y_label_area_size(60)
             .build_cartesian_2d(1f64..len.max(2) as f64, y)?;
-        chart.configure_mesh().x_desc("main-task trainings").y_desc(summary.metric.as_str()).draw()?;
+        chart
+            .configure_mesh()
+            .x_desc("main-task trainings")
+            .x_label_formatter(&|x| format!("{x:.0}"))
+            .y_desc(summary.metric.as_str())
+            .draw()?;
         for (i, curve) in summary.curves.iter().enumerate() {
             let colour = Palette99::pick(i).to_rgba();
             let at = |t: usize| t as f64 + 1.0;

@@ -134,11 +134,15 @@ pub fn train_policy<E: Environment>(
             grad_norm: stats.grad_norm,
             samples: records,
         });
+        let baseline = match learner {
+            Searcher::Reinforce(..) => format!(" · baseline {:.4}", stats.baseline),
+            _ => String::new(),
+        };
         progress.phase(format!(
-            "iteration {}/{} · mean reward {mean_reward:.4} · baseline {:.4}",
+            "{} iteration {}/{} · mean reward {mean_reward:.4}{baseline}",
+            config.method.label(),
             iteration + 1,
             config.iterations,
-            stats.baseline
         ));
         let checkpoint = Checkpoint {
             format: CHECKPOINT_FORMAT,

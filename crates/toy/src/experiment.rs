@@ -144,7 +144,7 @@ pub fn evaluate_toy_job(config: ToyConfig, spec: &ExperimentSpec, job: &JobFile)
 
 fn write_figures(out: &Path, env: &ToyEnv, run: &SeedRun) -> Result<(), ToyError> {
     let history = &run.outcome.history;
-    plot_reward_curve(&out.join("reward_curve.png"), "accuracy", history)?;
+    plot_reward_curve(&out.join("reward_curve.png"), "accuracy", history, run.outcome.policy.is_some())?;
     plot_psi_trajectories(
         &out.join("psi_trajectories.png"),
         l2s_meta::Environment::space(env),
@@ -221,7 +221,7 @@ fn write_report(
     let _ = writeln!(
         md,
         "![decision boundaries](decision_boundaries.png)\n\nTop: SVM decision regions (shaded) trained on \
-         data from the policy's mode at three iterations, test points overlaid. Bottom: trained on target \
+         data from the search's ψ* at three iterations, test points overlaid. Bottom: trained on target \
          data, on data from ψ*, and data sampled from ψ*.\n"
     );
     let _ = writeln!(md, "![reward curve](reward_curve.png)\n\n![psi trajectories](psi_trajectories.png)\n");

@@ -303,7 +303,8 @@ pub fn run_traffic_experiment(
     write_summary(&options.out, &summary)?;
     if let Some(first) = runs.first() {
         let history = &first.outcome.history;
-        plot_reward_curve(&options.out.join("reward_curve.png"), task.metric_name(), history)?;
+        let baseline = first.outcome.policy.is_some();
+        plot_reward_curve(&options.out.join("reward_curve.png"), task.metric_name(), history, baseline)?;
         let policy = first.outcome.policy.as_ref();
         plot_psi_trajectories(&options.out.join("psi_trajectories.png"), learned.space(), policy, history)?;
         let psi_star = first.outcome.psi_star.clone();

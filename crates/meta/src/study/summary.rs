@@ -234,3 +234,89 @@ pub(super) fn summarise(
         curves,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CmaEsConfig, InitMean, PolicyConfig};
+    use crate::study::seed::Compared;
+    use l2s_core::{ParamValue, ParamValues};
+
+    fn score(mean: f64) -> Score {
+        Score { mean, wall_s: 0.0, metrics: vec![] }
+    }
+
+    /// One seed: random 0.5, target 0.9 (95 % of the way: 0.88), random search 0.8 at 32.
+    fn seed(learned: [f64; 3], cma: [f64; 3]) -> SeedResult {
+        let psi = ParamValues(vec![ParamValue::Continuous(0.0)]);
+        let budgets = |s: [f64; 3]| vec![(8, s[0]), (16, s[1]), (32, s[2])];
+        SeedResult {
+            learned: score(learned[2]),
+            random: score(0.5),
+            random_search: score(0.8),
+            target: score(0.9),
+            psi_star: psi.clone(),
+            search_best: psi.clone(),
+            compared: vec![Compared { key: "cma_es".into(), score: score(cma[2]), psi }],
+            curves: vec![
+                ("reinforce".into(), vec![0.1, 0.2]),
+                ("cma_es".into(), vec![0.3, 0.5]),
+                (RANDOM_SEARCH.into(), vec![0.2, 0.4]),
+            ],
+            at_budgets: vec![
+                ("reinforce".into(), budgets(learned)),
+                ("cma_es".into(), budgets(cma)),
+                (RANDOM_SEARCH.into(), budgets([0.6, 0.7, 0.8])),
+            ],
+        }
+    }
+
+    #[test]
+    fn trainings_to_the_target_and_to_random_search_come_from_the_tested_budgets() {
+        let results = [seed([0.6, 0.85, 0.89], [0.82, 0.9, 0.9]), seed([0.6, 0.7, 0.75], [0.79, 0.85, 0.86])];
+        let meta = MetaConfig {
+            iterations: 4,
+            samples_per_iteration: 8,
+            learning_rate: 0.1,
+            baseline_decay: 0.7,
+            grad_clip: 1.0,
+            entropy_bonus: 0.0,
+            normalise_advantages: true,
+            threads: 1,
+            method: Method::Reinforce,
+            policy: PolicyConfig {
+                init_std: 0.2,
+                learn_std: true,
+                min_std: 0.1,
+                init_mean: InitMean::Centre,
+            },
+        };
+        let study = StudyConfig {
+            seeds: 2,
+            final_trainings: 4,
+            compare: vec![],
+            test_budgets: vec![8, 16],
+            budget_trainings: None,
+        };
+        let labels = Labels {
+            target: "target".into(),
+            main: Method::Reinforce,
+            compared: vec![Method::CmaEs(CmaEsConfig::default())],
+        };
+        let summary = summarise(&results, None, &labels, "score".into(), 1, &meta, &study);
+        let row = |key: &str| summary.method(key).expect("row").clone();
+        // REINFORCE: 0.89 ≥ 0.88 at 32 on seed 0 only.
+        assert_eq!(row("learned").trainings_to_95, vec![Some(32), None]);
+        // Its mean reaches random search's final 0.8 first at 32 (0.82), not at 16 (0.775).
+        assert_eq!(row("learned").reaches_random_search_at, Some(32));
+        // CMA-ES: 0.9 at 16 on seed 0; seed 1 never reaches 0.88. Its mean at 8 is 0.805.
+        assert_eq!(row("cma_es").trainings_to_95, vec![Some(16), None]);
+        assert_eq!(row("cma_es").reaches_random_search_at, Some(8));
+        assert_eq!(row("cma_es").at_budgets.iter().map(|b| b.trainings).collect::<Vec<_>>(), vec![8, 16, 32]);
+        assert!((row("cma_es").at_budgets[1].mean - 0.875).abs() < 1e-12);
+        assert!(row("random").at_budgets.is_empty() && row("target").trainings_to_95.is_empty());
+        let keys: Vec<&str> = summary.curves.iter().map(|c| c.method.as_str()).collect();
+        assert_eq!(keys, ["reinforce", "cma_es", RANDOM_SEARCH]);
+        assert_eq!(summary.curves[1].mean, vec![0.3, 0.5]);
+    }
+}
