@@ -55,6 +55,8 @@ pub struct Cma {
 pub struct Draws {
     pub x: Vec<Vec<f64>>,
     y: Vec<Vec<f64>>,
+    /// B and D of the C the draws came from, which the update needs again.
+    basis: (Vec<f64>, Vec<f64>),
 }
 
 impl Cma {
@@ -98,21 +100,22 @@ impl Cma {
     pub fn ask(&self, rng: &mut impl Rng) -> Draws {
         let n = self.n;
         let (b, d) = self.decompose();
-        let mut draws = Draws { x: Vec::with_capacity(self.lambda), y: Vec::with_capacity(self.lambda) };
+        let mut x_all = Vec::with_capacity(self.lambda);
+        let mut y_all = Vec::with_capacity(self.lambda);
         for _ in 0..self.lambda {
             let z: Vec<f64> = (0..n).map(|_| StandardNormal.sample(rng)).collect();
             let y: Vec<f64> = (0..n).map(|i| (0..n).map(|k| b[i * n + k] * d[k] * z[k]).sum()).collect();
             let x = self.state.mean.iter().zip(&y).map(|(m, y)| m + self.state.sigma * y).collect();
-            draws.x.push(x);
-            draws.y.push(y);
+            x_all.push(x);
+            y_all.push(y);
         }
-        draws
+        Draws { x: x_all, y: y_all, basis: (b, d) }
     }
 
     /// The update from `draws` ranked best first by `order` (indices into the draws).
     pub fn tell(&mut self, draws: &Draws, order: &[usize]) {
         let n = self.n;
-        let (b, d) = self.decompose();
+        let (b, d) = (&draws.basis.0, &draws.basis.1);
         let elite: Vec<&Vec<f64>> = order.iter().take(self.weights.len()).map(|&i| &draws.y[i]).collect();
         let y_w: Vec<f64> =
             (0..n).map(|j| elite.iter().zip(&self.weights).map(|(y, w)| w * y[j]).sum()).collect();
@@ -122,7 +125,7 @@ impl Cma {
         }
         // C^(-1/2)·y_w = B D⁻¹ Bᵀ y_w.
         let bt_y: Vec<f64> = (0..n).map(|k| (0..n).map(|i| b[i * n + k] * y_w[i]).sum()).collect();
-        let scaled: Vec<f64> = bt_y.iter().zip(&d).map(|(v, d)| if *d > 0.0 { v / d } else { 0.0 }).collect();
+        let scaled: Vec<f64> = bt_y.iter().zip(d).map(|(v, d)| if *d > 0.0 { v / d } else { 0.0 }).collect();
         let whitened: Vec<f64> = (0..n).map(|i| (0..n).map(|k| b[i * n + k] * scaled[k]).sum()).collect();
         let cs = (self.c_sigma * (2.0 - self.c_sigma) * self.mu_eff).sqrt();
         for (p, w) in s.path_sigma.iter_mut().zip(&whitened) {
