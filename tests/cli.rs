@@ -113,13 +113,24 @@ fn toy_experiment_runs_end_to_end_and_resumes() {
     assert_eq!(again.status.code(), Some(1));
     assert!(stderr(&again).contains("--resume"), "{}", stderr(&again));
 
-    // Resuming a finished run reproduces it; resuming with another seed count is refused.
+    // Resuming a finished run reproduces it; resuming with another method is refused.
     let resumed = experiment(dir.path(), &config, &["--resume"]);
     assert!(resumed.status.success(), "{}", stderr(&resumed));
     assert_eq!(first_summary, summary_without_times(&out));
-    let other = experiment(dir.path(), &config, &["--resume", "--seeds", "3"]);
+    let other = experiment(dir.path(), &config, &["--resume", "--method", "tpe"]);
     assert_eq!(other.status.code(), Some(1));
     assert!(stderr(&other).contains("another config"), "{}", stderr(&other));
+
+    // Resuming with more seeds keeps the two run and adds the third: the same study as
+    // three seeds from the start.
+    let seed_0 = std::fs::read(out.join("seed-0").join("result.json")).expect("seed-0 result");
+    let extended = experiment(dir.path(), &config, &["--resume", "--seeds", "3"]);
+    assert!(extended.status.success(), "{}", stderr(&extended));
+    assert_eq!(std::fs::read(out.join("seed-0").join("result.json")).expect("seed-0 result"), seed_0);
+    let three = dir.path().join("three");
+    let o = l2s(&experiment_args(&config, &three, &["--seeds", "3"]), dir.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(summary_without_times(&out), summary_without_times(&three));
 }
 
 /// Starts a run into `out`, kills it as soon as its first checkpoint exists (if it has not

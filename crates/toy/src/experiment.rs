@@ -89,7 +89,11 @@ impl Prepared {
         config.executor = config.executor.overridden(options.executor);
         // Where the evaluations run changes no result, so a run may resume on another executor.
         let fingerprint = serde_json::to_string(&(
-            &ToyConfig { executor: ExecutorConfig::Local, ..config.clone() },
+            &ToyConfig {
+                executor: ExecutorConfig::Local,
+                study: config.study.without_seed_count(),
+                ..config.clone()
+            },
             &target,
         ))
         .unwrap_or_default();

@@ -143,7 +143,11 @@ impl Prepared {
         options.apply(&mut config.meta, &mut config.study)?;
         config.executor = config.executor.overridden(options.executor);
         // Where the evaluations run changes no result, so a run may resume on another executor.
-        let config_key = TrafficConfig { executor: ExecutorConfig::Local, ..config.clone() };
+        let config_key = TrafficConfig {
+            executor: ExecutorConfig::Local,
+            study: config.study.without_seed_count(),
+            ..config.clone()
+        };
         let learned = LearnedSpace::new(&config.learn, &config.base)?;
         let resolve = |p: &Path| l2s_core::config::resolve_beside(&options.config_path, p);
         // `--target-data` beats `--target`, which beats the config's own target.

@@ -49,6 +49,13 @@ impl StudyConfig {
         self.budget_trainings.unwrap_or(self.final_trainings)
     }
 
+    /// These settings without the seed count, for a run's fingerprint: every seed's results
+    /// depend on the master seed and its index only, so `--resume --seeds N` may extend a
+    /// finished study with more seeds (or summarise fewer) and keep the ones already run.
+    pub fn without_seed_count(&self) -> Self {
+        Self { seeds: 0, ..self.clone() }
+    }
+
     /// The checks that need the meta settings too: every compared method differs from the
     /// main one and from each other, and every budget fits the iterations.
     pub fn validate_with(&self, meta: &MetaConfig) -> Result<(), InvalidField> {
