@@ -15,7 +15,7 @@ use bevy::app::{PluginsState, SubApps, TerminalCtrlCHandlerPlugin};
 use bevy::camera::visibility::RenderLayers;
 use bevy::camera::{Exposure, Hdr, RenderTarget};
 use bevy::core_pipeline::tonemapping::{DebandDither, Tonemapping};
-use bevy::light::{CascadeShadowConfigBuilder, DirectionalLightShadowMap};
+use bevy::light::{CascadeShadowConfigBuilder, Cascades, DirectionalLightShadowMap, SimulationLightSystems};
 use bevy::log::LogPlugin;
 use bevy::prelude::*;
 use bevy::render::extract_resource::ExtractResourcePlugin;
@@ -92,6 +92,19 @@ fn settle_scenes(
     })
 }
 
+/// Drops each sun's shadow cascades for the cameras of other slots. Bevy builds a cascade of
+/// every sun for every active camera (8 suns × 16 cameras a frame) and tests every shadow
+/// caster against each, but draws only those whose render layers meet the camera's: the
+/// sun's own RGB camera. The shadows drawn are the same.
+fn keep_own_cascades(
+    cameras: Query<&RenderLayers, With<Camera>>,
+    mut suns: Query<(&RenderLayers, &mut Cascades), With<DirectionalLight>>,
+) {
+    for (layers, mut cascades) in &mut suns {
+        cascades.cascades.retain(|view, _| cameras.get(*view).is_ok_and(|camera| camera.intersects(layers)));
+    }
+}
+
 /// Updates a frame may take before it is given up: shaders load in the first few.
 const MAX_UPDATES: u32 = 120;
 
@@ -122,6 +135,12 @@ impl Renderer {
                 .disable::<LogPlugin>(),
         );
         app.add_plugins((SceneMaterialsPlugin, ExtractResourcePlugin::<CaptureRequest>::default()));
+        app.add_systems(
+            PostUpdate,
+            keep_own_cascades
+                .after(SimulationLightSystems::UpdateDirectionalLightCascades)
+                .before(SimulationLightSystems::UpdateLightFrusta),
+        );
         app.insert_resource(settings.shading);
         app.insert_resource(DirectionalLightShadowMap { size: settings.shadow_map_size() });
         app.init_resource::<CaptureRequest>();

@@ -93,8 +93,9 @@ impl Material for FastLitMaterial {
 /// Writes (class id, instance id, view depth) instead of a colour; see `shaders/label.wgsl`.
 #[derive(Asset, TypePath, AsBindGroup, Debug, Clone)]
 pub struct LabelMaterial {
-    /// x: semantic class id, y: instance id (0 for stuff), z unused, w: 1 to draw
-    /// `colour` instead of ids.
+    /// x: semantic class id, y and z unused, w: 1 to draw `colour` instead of ids. The
+    /// instance id is the entity's [`bevy::mesh::MeshTag`] (none, i.e. 0, for stuff), so
+    /// one material serves every car and the label pass batches them.
     #[uniform(0)]
     pub label: Vec4,
     /// Linear RGBA of the class, for display.
@@ -112,7 +113,7 @@ pub enum LabelOutput {
 }
 
 impl LabelMaterial {
-    pub fn new(class: SemanticClass, instance: u32, output: LabelOutput) -> Self {
+    pub fn new(class: SemanticClass, output: LabelOutput) -> Self {
         let [r, g, b] = class.colour();
         let linear = Color::srgb_u8(r, g, b).to_linear();
         let (mode, alpha) = match output {
@@ -120,7 +121,7 @@ impl LabelMaterial {
             LabelOutput::Colours { opacity_percent } => (1.0, f32::from(opacity_percent) / 100.0),
         };
         Self {
-            label: Vec4::new(f32::from(class.id()), instance as f32, 0.0, mode),
+            label: Vec4::new(f32::from(class.id()), 0.0, 0.0, mode),
             colour: Vec4::new(linear.red, linear.green, linear.blue, alpha),
         }
     }
@@ -184,7 +185,7 @@ impl FromWorld for SharedAssets {
         let output = world.get_resource::<LabelOutput>().copied().unwrap_or_default();
         let class_labels = {
             let mut labels = world.resource_mut::<Assets<LabelMaterial>>();
-            SemanticClass::ALL.iter().map(|&class| labels.add(LabelMaterial::new(class, 0, output))).collect()
+            SemanticClass::ALL.iter().map(|&class| labels.add(LabelMaterial::new(class, output))).collect()
         };
         let rain = world.resource_mut::<Assets<StandardMaterial>>().add(StandardMaterial {
             base_color: Color::srgba(0.75, 0.78, 0.82, 0.35),

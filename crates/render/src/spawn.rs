@@ -1,5 +1,5 @@
 //! Scene description → Bevy entities. Every visible thing is spawned twice, on two render
-//! layers: once with a lit material for the RGB camera and once with a [`LabelMaterial`]
+//! layers: once with a lit material for the RGB camera and once with a [`crate::materials::LabelMaterial`]
 //! for the label camera, sharing one mesh, so the two images align pixel for pixel.
 //!
 //! Static parts (terrain, road, sidewalks, markings, houses) are merged into one mesh per
@@ -17,7 +17,7 @@ use rand::Rng;
 
 use crate::geometry::Geometry;
 use crate::labels::SemanticClass;
-use crate::materials::{FastLitMaterial, LabelMaterial, LabelOutput, Shading, SharedAssets, tint_tag};
+use crate::materials::{FastLitMaterial, Shading, SharedAssets, tint_tag};
 use crate::physics::CarPose;
 
 /// Road and terrain extend this far behind the camera, metres.
@@ -162,12 +162,10 @@ pub struct SceneRoot {
     pub seed: u64,
 }
 
-/// Materials reused from scene to scene: car labels by instance id (bounded by the number
-/// of cars in the busiest scene) and fast-lit surfaces by roughness and metallic in steps
-/// of 1/256 (bounded by the few values the scenes use).
+/// Materials reused from scene to scene: fast-lit surfaces by roughness and metallic in
+/// steps of 1/256 (bounded by the few values the scenes use).
 #[derive(Resource, Debug, Default)]
 pub struct MaterialCache {
-    car_labels: Vec<Handle<LabelMaterial>>,
     fast_lit: HashMap<[u16; 2], Handle<FastLitMaterial>>,
 }
 
@@ -182,20 +180,6 @@ impl MaterialCache {
                 world.resource_mut::<Assets<FastLitMaterial>>().add(FastLitMaterial::new(Color::WHITE, r, m))
             })
             .clone()
-    }
-
-    fn car_label(&mut self, world: &mut World, id: u32) -> Handle<LabelMaterial> {
-        while self.car_labels.len() <= id as usize {
-            let next = u32::try_from(self.car_labels.len()).unwrap_or(u32::MAX);
-            let output = world.get_resource::<LabelOutput>().copied().unwrap_or_default();
-            let material = world.resource_mut::<Assets<LabelMaterial>>().add(LabelMaterial::new(
-                SemanticClass::Car,
-                next,
-                output,
-            ));
-            self.car_labels.push(material);
-        }
-        self.car_labels[id as usize].clone()
     }
 }
 
@@ -259,6 +243,7 @@ pub fn spawn_scene(
         world.spawn((
             Mesh3d(mesh),
             MeshMaterial3d(shared.class_label(class)),
+            NotShadowCaster,
             layers.label.clone(),
             ChildOf(root),
         ));
@@ -276,11 +261,19 @@ pub fn spawn_scene(
     for (car, pose) in scene.cars.iter().zip(poses) {
         let transform = Transform::from_translation(pose.translation).with_rotation(pose.rotation);
         let mesh = shared.car_mesh(car.kind);
-        let label =
-            world.resource_scope(|world, mut cache: Mut<MaterialCache>| cache.car_label(world, car.id));
         let mut rgb = world.spawn((Mesh3d(mesh.clone()), transform, layers.rgb.clone(), ChildOf(root)));
         insert_lit(&mut rgb, car.colour, 0.35, 0.2);
-        world.spawn((Mesh3d(mesh), MeshMaterial3d(label), transform, layers.label.clone(), ChildOf(root)));
+        // One label material for every car, the instance id in the mesh tag: the label pass
+        // draws each car type's cars as one instanced draw, as the RGB pass does.
+        world.spawn((
+            Mesh3d(mesh),
+            MeshMaterial3d(shared.class_label(SemanticClass::Car)),
+            MeshTag(car.id),
+            NotShadowCaster,
+            transform,
+            layers.label.clone(),
+            ChildOf(root),
+        ));
     }
     root
 }
