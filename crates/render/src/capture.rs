@@ -1,17 +1,10 @@
 //! The render-world side of a frame: right after the render graph ran, every requested
-//! camera's image is copied to a buffer and read back, with the generation of each slot's
-//! scene and whether every pipeline was ready (the renderer's readiness gate).
-//!
-//! The slots' cameras do not write their image into their render target (their output mode
-//! is `Skip`): the copy reads each camera's main texture, which holds the same pixels, and
-//! saves the blit that is a render pass of its own for every camera.
+//! target is copied to a buffer and read back, with the generation of each slot's scene
+//! and whether every pipeline was ready (the renderer's readiness gate).
 
 use std::sync::{Arc, Mutex, PoisonError};
 
-use bevy::camera::CameraOutputMode;
-use bevy::platform::collections::HashMap;
 use bevy::prelude::*;
-use bevy::render::camera::{ExtractedCamera, NormalizedRenderTargetExt};
 use bevy::render::extract_resource::ExtractResource;
 use bevy::render::render_asset::RenderAssets;
 use bevy::render::render_resource::{
@@ -19,9 +12,7 @@ use bevy::render::render_resource::{
     PipelineCache, PollType, TexelCopyBufferInfo, TexelCopyBufferLayout,
 };
 use bevy::render::renderer::{RenderDevice, RenderQueue};
-use bevy::render::sync_world::MainEntity;
-use bevy::render::texture::{GpuImage, ManualTextureViews, OutputColorAttachment};
-use bevy::render::view::{ExtractedWindows, ViewTarget, ViewTargetAttachments};
+use bevy::render::texture::GpuImage;
 use bevy::shader::ShaderCacheError;
 
 use crate::error::RenderError;
@@ -33,11 +24,10 @@ pub(crate) struct CaptureRequest {
     pub(crate) slots: Vec<SlotTargets>,
 }
 
-/// A slot's two cameras (main-world entities) and the generation of the scene they show.
 #[derive(Clone, Debug)]
 pub(crate) struct SlotTargets {
-    pub(crate) rgb_camera: Entity,
-    pub(crate) label_camera: Entity,
+    pub(crate) rgb: AssetId<Image>,
+    pub(crate) label: AssetId<Image>,
     pub(crate) generation: u64,
 }
 
@@ -53,35 +43,10 @@ pub(crate) struct Captured {
 #[derive(Resource, Clone, Default)]
 pub(crate) struct CaptureSink(pub(crate) Arc<Mutex<Vec<Captured>>>);
 
-/// Keeps cameras whose output mode is `Skip` in the frame. Bevy drops a camera that clears
-/// but has no output attachment for its target (nothing would show its image); giving it
-/// its target's attachment, which nothing then writes, keeps its passes.
-pub(crate) fn keep_skipped_cameras(
-    windows: Res<ExtractedWindows>,
-    images: Res<RenderAssets<GpuImage>>,
-    manual_texture_views: Res<ManualTextureViews>,
-    cameras: Query<&ExtractedCamera>,
-    mut attachments: ResMut<ViewTargetAttachments>,
-) {
-    for camera in &cameras {
-        let (CameraOutputMode::Skip, Some(target)) = (&camera.output_mode, &camera.target) else {
-            continue;
-        };
-        if attachments.contains_key(target) {
-            continue;
-        }
-        let view = target.get_texture_view(&windows, &images, &manual_texture_views);
-        let format = target.get_texture_view_format(&windows, &images, &manual_texture_views);
-        if let (Some(view), Some(format)) = (view, format) {
-            attachments.insert(target.clone(), OutputColorAttachment::new(view.clone(), format));
-        }
-    }
-}
-
-/// Copies the requested cameras' images right after the render graph ran and waits for them.
+/// Copies the requested targets right after the render graph ran and waits for them.
 pub(crate) fn capture_targets(
     request: Option<Res<CaptureRequest>>,
-    views: Query<(&MainEntity, &ViewTarget)>,
+    images: Res<RenderAssets<GpuImage>>,
     pipelines: Res<PipelineCache>,
     device: Res<RenderDevice>,
     queue: Res<RenderQueue>,
@@ -106,23 +71,19 @@ pub(crate) fn capture_targets(
             CachedPipelineState::Err(e) => out.failure = Some(RenderError::Pipeline(e.to_string())),
         }
     }
-    let main_textures: HashMap<Entity, &ViewTarget> = views.iter().map(|(e, v)| (e.id(), v)).collect();
-    let targets: Vec<_> = request
-        .slots
-        .iter()
-        .flat_map(|s| [s.rgb_camera, s.label_camera])
-        .filter_map(|camera| main_textures.get(&camera).map(|v| v.main_texture()))
-        .collect();
+    let targets: Vec<&GpuImage> =
+        request.slots.iter().flat_map(|s| [s.rgb, s.label]).filter_map(|id| images.get(id)).collect();
     if targets.len() != request.slots.len() * 2 {
         return;
     }
-    // Each image's copy: padded bytes per row (wgpu wants multiples of 256) and extent.
+    // Each target's copy: padded bytes per row (wgpu wants multiples of 256) and extent.
     let copies: Vec<(u32, Extent3d)> = targets
         .iter()
         .map(|t| {
-            let bytes = t.format().block_copy_size(None).unwrap_or(4);
-            let extent = Extent3d { width: t.width(), height: t.height(), depth_or_array_layers: 1 };
-            (padded_row(t.width(), bytes) as u32, extent)
+            let size = t.texture_descriptor.size;
+            let bytes = t.texture_descriptor.format.block_copy_size(None).unwrap_or(4);
+            let extent = Extent3d { width: size.width, height: size.height, depth_or_array_layers: 1 };
+            (padded_row(size.width, bytes) as u32, extent)
         })
         .collect();
     let sizes: Vec<u64> =
@@ -143,7 +104,7 @@ pub(crate) fn capture_targets(
     let mut encoder = device.create_command_encoder(&CommandEncoderDescriptor { label: Some("l2s capture") });
     for ((target, buffer), (row, extent)) in targets.iter().zip(buffers.iter()).zip(&copies) {
         encoder.copy_texture_to_buffer(
-            target.as_image_copy(),
+            target.texture.as_image_copy(),
             TexelCopyBufferInfo {
                 buffer,
                 layout: TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(*row), rows_per_image: None },

@@ -4,7 +4,7 @@
 //! The renderer owns a Bevy app that it steps itself (no window, no winit, no pipelined
 //! rendering). Each frame draws up to `scenes_per_frame` scenes side by side, each on its
 //! own render layers with its own RGB and label cameras and sun. Right after the render
-//! graph has run, a render-world system copies every camera's image to a buffer, waits for the
+//! graph has run, a render-world system copies every target to a buffer, waits for the
 //! copy and hands the bytes over with the generation of each slot's scene and whether
 //! every pipeline was ready. That is the readiness gate: a frame is accepted only if all
 //! pipelines existed when it was drawn and it shows the scenes that were asked for.
@@ -13,23 +13,22 @@ use std::sync::PoisonError;
 
 use bevy::app::{PluginsState, SubApps, TerminalCtrlCHandlerPlugin};
 use bevy::camera::visibility::RenderLayers;
-use bevy::camera::{CameraOutputMode, Exposure, Hdr, RenderTarget};
+use bevy::camera::{Exposure, Hdr, RenderTarget};
 use bevy::core_pipeline::tonemapping::{DebandDither, Tonemapping};
 use bevy::light::{CascadeShadowConfigBuilder, Cascades, DirectionalLightShadowMap, SimulationLightSystems};
 use bevy::log::LogPlugin;
 use bevy::prelude::*;
 use bevy::render::extract_resource::ExtractResourcePlugin;
 use bevy::render::pipelined_rendering::PipelinedRenderingPlugin;
-use bevy::render::render_resource::TextureFormat;
+use bevy::render::render_resource::{TextureFormat, TextureUsages};
 use bevy::render::renderer::render_system;
-use bevy::render::view::{prepare_view_attachments, prepare_view_targets};
 use bevy::render::{Render, RenderApp, RenderSystems};
 use bevy::window::ExitCondition;
 use bevy::winit::WinitPlugin;
 use l2s_scene::SceneDescription;
 
 use crate::adapter::{AdapterSummary, probe_adapter, render_plugin};
-use crate::capture::{CaptureRequest, CaptureSink, SlotTargets, capture_targets, keep_skipped_cameras};
+use crate::capture::{CaptureRequest, CaptureSink, SlotTargets, capture_targets};
 use crate::error::RenderError;
 use crate::frame::{self, Frame};
 use crate::labels::SemanticClass;
@@ -38,12 +37,14 @@ use crate::physics::{CarPose, SettleConfig, settle_cars};
 use crate::settings::RenderSettings;
 use crate::spawn::{self, SceneLayers};
 
-/// Per-slot cameras and sun; slot `i` uses layers 2i + 1 (RGB) and 2i + 2 (labels).
+/// Per-slot cameras, sun and targets; slot `i` uses layers 2i + 1 (RGB) and 2i + 2 (labels).
 #[derive(Debug)]
 struct Slot {
     rgb_camera: Entity,
     label_camera: Entity,
     sun: Entity,
+    rgb: Handle<Image>,
+    label: Handle<Image>,
     layers: SceneLayers,
     root: Option<Entity>,
 }
@@ -107,10 +108,10 @@ fn keep_own_cascades(
 /// Updates a frame may take before it is given up: shaders load in the first few.
 const MAX_UPDATES: u32 = 120;
 
-/// A camera's render target: it sets the image's size and format, but is never written
-/// (the cameras' output mode is `Skip`; see [`crate::capture`]).
 fn target_image(images: &mut Assets<Image>, width: u32, height: u32, format: TextureFormat) -> Handle<Image> {
-    images.add(Image::new_target_texture(width, height, format, None))
+    let mut image = Image::new_target_texture(width, height, format, None);
+    image.texture_descriptor.usage |= TextureUsages::COPY_SRC;
+    images.add(image)
 }
 
 impl Renderer {
@@ -146,16 +147,8 @@ impl Renderer {
         let sink = CaptureSink::default();
         if let Some(render_app) = app.get_sub_app_mut(RenderApp) {
             render_app.insert_resource(sink.clone());
-            render_app.add_systems(
-                Render,
-                (
-                    capture_targets.in_set(RenderSystems::Render).after(render_system),
-                    keep_skipped_cameras
-                        .in_set(RenderSystems::PrepareViews)
-                        .after(prepare_view_attachments)
-                        .before(prepare_view_targets),
-                ),
-            );
+            render_app
+                .add_systems(Render, capture_targets.in_set(RenderSystems::Render).after(render_system));
         }
         while app.plugins_state() == PluginsState::Adding {
             bevy::tasks::tick_global_task_pools_on_main_thread();
@@ -199,7 +192,7 @@ impl Renderer {
         let rgb_camera = world
             .spawn((
                 Camera3d::default(),
-                Camera { order, is_active: false, output_mode: CameraOutputMode::Skip, ..default() },
+                Camera { order, is_active: false, ..default() },
                 RenderTarget::from(rgb.clone()),
                 if self.settings.antialias { Msaa::Sample4 } else { Msaa::Off },
                 Tonemapping::AcesFitted,
@@ -215,7 +208,6 @@ impl Renderer {
                 Camera {
                     order: order + 1,
                     is_active: false,
-                    output_mode: CameraOutputMode::Skip,
                     clear_color: ClearColorConfig::Custom(Color::LinearRgba(LinearRgba::new(
                         f32::from(sky),
                         0.0,
@@ -246,7 +238,7 @@ impl Renderer {
                 layers.rgb.clone(),
             ))
             .id();
-        Slot { rgb_camera, label_camera, sun, layers, root: None }
+        Slot { rgb_camera, label_camera, sun, rgb, label, layers, root: None }
     }
 
     /// Renders the scenes in order; each frame holds up to `scenes_per_frame` of them.
@@ -309,8 +301,8 @@ impl Renderer {
             spawn::dress_rgb_camera(&mut world.entity_mut(slot.rgb_camera), scene);
             world.entity_mut(slot.sun).insert(spawn::sun(scene, self.settings.shadows));
             request.slots.push(SlotTargets {
-                rgb_camera: slot.rgb_camera,
-                label_camera: slot.label_camera,
+                rgb: slot.rgb.id(),
+                label: slot.label.id(),
                 generation: self.next_generation,
             });
             self.next_generation += 1;
