@@ -2,7 +2,8 @@
 //! maps + visible-car counts and boxes), in memory, a new scene every frame, on whatever
 //! adapter the machine has: at 256x256 and 640x192 (KITTI's aspect) with the default
 //! settings, and at 64x64 and 128x128 with the car-counting experiment's settings and base
-//! ψ (`configs/car_counting.ron`), the sizes the experiments render. After the timings, a long run
+//! ψ (`configs/car_counting.ron`), the sizes the experiments render, with one render worker
+//! per core (the default) and with one. After the timings, a long run
 //! renders 1,000 scenes and prints resident memory and live entities/assets at the start
 //! and the end: they must stay flat.
 
@@ -40,11 +41,16 @@ fn frames_per_second(c: &mut Criterion) {
     else {
         panic!("configs/car_counting.ron is not a CarCounting config")
     };
-    for size in [64, 128] {
-        let settings = RenderSettings { width: size, height: size, ..config.render.clone() };
+    // Each size with the config's workers (one per core) and, side by side, with one.
+    for (size, workers) in [(64, 0), (64, 1), (128, 0), (128, 1)] {
+        let settings = RenderSettings { width: size, height: size, workers, ..config.render.clone() };
         let mut renderer = Renderer::new(settings).expect("renderer");
         let next = Cell::new(0u64);
-        group.bench_function(format!("counting_config_{size}x{size}"), |b| {
+        let name = match workers {
+            0 => format!("counting_config_{size}x{size}"),
+            n => format!("counting_config_{size}x{size}_{n}_worker"),
+        };
+        group.bench_function(name, |b| {
             b.iter(|| {
                 let from = next.replace(next.get() + PER_ITERATION);
                 renderer.render(&scenes(&config.base, from, PER_ITERATION)).expect("frames")
@@ -82,6 +88,11 @@ fn long_run() {
 }
 
 fn main() {
+    // SAFETY: the first statement of main; no other thread exists.
+    #[allow(unsafe_code)]
+    unsafe {
+        l2s::lavapipe::rasterise_on_the_submitting_thread()
+    };
     let mut criterion = Criterion::default().configure_from_args();
     frames_per_second(&mut criterion);
     criterion.final_summary();

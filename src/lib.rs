@@ -1,6 +1,8 @@
 //! The wiring behind the `l2s` binary: which experiment a config file names and how it is
-//! run, and the process-wide allocator settings of CPU training. Everything substantial
+//! run, the process-wide allocator settings of CPU training and the software rasteriser's
+//! threads. Everything substantial
 //! lives in the crates under `crates/`.
 
 pub mod allocator;
 pub mod experiment;
+pub mod lavapipe;

@@ -315,6 +315,14 @@ fn error_chain(e: &anyhow::Error) -> String {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The preview draws one large image at a time: there lavapipe's own threads pay off.
+    if !matches!(cli.command, Command::Preview { .. }) {
+        // SAFETY: nothing has started a thread yet (argument parsing does not).
+        #[allow(unsafe_code)]
+        unsafe {
+            l2s::lavapipe::rasterise_on_the_submitting_thread()
+        };
+    }
     init_logging(cli.verbose);
     l2s::allocator::keep_freed_blocks_for_reuse();
     let result = match cli.command {

@@ -22,4 +22,17 @@ pub enum RenderError {
     Physics { seed: u64, message: String },
     #[error("label readback is not exact for scene seed {seed}: {source}")]
     Labels { seed: u64, source: LabelError },
+    #[error(
+        "a render worker's thread panicked: {0}\n  hint: run with `-v` for the renderer's log and report this with the config"
+    )]
+    Worker(String),
+}
+
+/// The message of a panicked thread's payload.
+pub(crate) fn panic_message(payload: &(dyn std::any::Any + Send)) -> String {
+    payload
+        .downcast_ref::<&str>()
+        .map(|m| m.to_string())
+        .or_else(|| payload.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "no message".into())
 }

@@ -1,169 +1,59 @@
 //! Headless rendering as a library call: [`Renderer::render`] turns scene descriptions
 //! into [`Frame`]s in memory.
 //!
-//! The renderer owns a Bevy app that it steps itself (no window, no winit, no pipelined
-//! rendering). Each frame draws up to `scenes_per_frame` scenes side by side, each on its
-//! own render layers with its own RGB and label cameras and sun. Right after the render
-//! graph has run, a render-world system copies every target to a buffer, waits for the
-//! copy and hands the bytes over with the generation of each slot's scene and whether
-//! every pipeline was ready. That is the readiness gate: a frame is accepted only if all
-//! pipelines existed when it was drawn and it shows the scenes that were asked for.
+//! The renderer splits each call's scenes into contiguous shares, one per worker
+//! ([`crate::worker`]: a Bevy app with its own graphics device), renders the shares side by
+//! side on scoped threads and returns the frames in the order of the scenes. Below 256x256
+//! a frame's cost is mostly per-scene work that one thread does in order (Bevy's systems,
+//! lavapipe's command processing and small draws), so one app cannot use more than about
+//! one core however many the machine has; several apps can.
 
-use std::sync::PoisonError;
-
-use bevy::app::{PluginsState, SubApps, TerminalCtrlCHandlerPlugin};
-use bevy::camera::visibility::RenderLayers;
-use bevy::camera::{Exposure, Hdr, RenderTarget};
-use bevy::core_pipeline::tonemapping::{DebandDither, Tonemapping};
-use bevy::light::{CascadeShadowConfigBuilder, Cascades, DirectionalLightShadowMap, SimulationLightSystems};
-use bevy::log::LogPlugin;
-use bevy::prelude::*;
-use bevy::render::extract_resource::ExtractResourcePlugin;
-use bevy::render::pipelined_rendering::PipelinedRenderingPlugin;
-use bevy::render::render_resource::{TextureFormat, TextureUsages};
-use bevy::render::renderer::render_system;
-use bevy::render::{Render, RenderApp, RenderSystems};
-use bevy::window::ExitCondition;
-use bevy::winit::WinitPlugin;
+use crate::adapter::{AdapterSummary, probe_adapter};
+use crate::error::{RenderError, panic_message};
+use crate::frame::Frame;
+use crate::settings::RenderSettings;
+use crate::worker::Worker;
 use l2s_scene::SceneDescription;
 
-use crate::adapter::{AdapterSummary, probe_adapter, render_plugin};
-use crate::capture::{CaptureRequest, CaptureSink, SlotTargets, capture_targets};
-use crate::error::RenderError;
-use crate::frame::{self, Frame};
-use crate::labels::SemanticClass;
-use crate::materials::{SceneMaterialsPlugin, SharedAssets};
-use crate::physics::{CarPose, SettleConfig, settle_cars};
-use crate::settings::RenderSettings;
-use crate::spawn::{self, SceneLayers};
-
-/// Per-slot cameras, sun and targets; slot `i` uses layers 2i + 1 (RGB) and 2i + 2 (labels).
-#[derive(Debug)]
-struct Slot {
-    rgb_camera: Entity,
-    label_camera: Entity,
-    sun: Entity,
-    rgb: Handle<Image>,
-    label: Handle<Image>,
-    layers: SceneLayers,
-    root: Option<Entity>,
-}
-
-/// Renders scene descriptions headless into [`Frame`]s, reusing one Bevy app.
+/// Renders scene descriptions headless into [`Frame`]s, reusing its workers' Bevy apps.
 pub struct Renderer {
-    /// The app's main and render worlds, stepped by hand (an `App` itself is not `Send`).
-    apps: SubApps,
+    workers: Vec<Worker>,
     settings: RenderSettings,
-    slots: Vec<Slot>,
-    sink: CaptureSink,
-    next_generation: u64,
     adapter: AdapterSummary,
 }
 
 impl std::fmt::Debug for Renderer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Renderer").field("settings", &self.settings).field("adapter", &self.adapter).finish()
+        f.debug_struct("Renderer")
+            .field("settings", &self.settings)
+            .field("adapter", &self.adapter)
+            .field("workers", &self.workers.len())
+            .finish()
     }
 }
 
-/// Every scene's settled cars, one thread per scene. A thread that panics fails the
-/// frame: its scene would otherwise render without its cars.
-fn settle_scenes(
-    chunk: &[SceneDescription],
-    settle: impl Fn(&SceneDescription) -> Vec<CarPose> + Sync,
-) -> Result<Vec<Vec<CarPose>>, RenderError> {
-    std::thread::scope(|s| {
-        let settle = &settle;
-        let handles: Vec<_> =
-            chunk.iter().map(|scene| (scene.seed, s.spawn(move || settle(scene)))).collect();
-        handles
-            .into_iter()
-            .map(|(seed, handle)| {
-                handle.join().map_err(|payload| {
-                    let message = payload
-                        .downcast_ref::<&str>()
-                        .map(|m| m.to_string())
-                        .or_else(|| payload.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "no message".into());
-                    RenderError::Physics { seed, message }
-                })
-            })
-            .collect()
-    })
-}
-
-/// Drops each sun's shadow cascades for the cameras of other slots. Bevy builds a cascade of
-/// every sun for every active camera (8 suns × 16 cameras a frame) and tests every shadow
-/// caster against each, but draws only those whose render layers meet the camera's: the
-/// sun's own RGB camera. The shadows drawn are the same.
-fn keep_own_cascades(
-    cameras: Query<&RenderLayers, With<Camera>>,
-    mut suns: Query<(&RenderLayers, &mut Cascades), With<DirectionalLight>>,
-) {
-    for (layers, mut cascades) in &mut suns {
-        cascades.cascades.retain(|view, _| cameras.get(*view).is_ok_and(|camera| camera.intersects(layers)));
-    }
-}
-
-/// Updates a frame may take before it is given up: shaders load in the first few.
-const MAX_UPDATES: u32 = 120;
-
-fn target_image(images: &mut Assets<Image>, width: u32, height: u32, format: TextureFormat) -> Handle<Image> {
-    let mut image = Image::new_target_texture(width, height, format, None);
-    image.texture_descriptor.usage |= TextureUsages::COPY_SRC;
-    images.add(image)
+/// `len` items split into `parts` contiguous ranges whose sizes differ by at most one.
+fn shares(len: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
+    (0..parts).map(|i| i * len / parts..(i + 1) * len / parts).filter(|r| !r.is_empty()).collect()
 }
 
 impl Renderer {
-    /// Builds the app on the best adapter (a hardware GPU when there is one).
+    /// Builds the workers on the best adapter (a hardware GPU when there is one), each on
+    /// its own thread: their pipelines compile side by side.
     pub fn new(settings: RenderSettings) -> Result<Self, RenderError> {
         l2s_core::config::Validate::validate(&settings)?;
         let adapter = probe_adapter()?;
-        tracing::info!(adapter = %adapter.name, backend = %adapter.backend, kind = %adapter.device_type, "renderer adapter");
-        let mut app = App::new();
-        app.add_plugins(
-            DefaultPlugins
-                .set(WindowPlugin {
-                    primary_window: None,
-                    exit_condition: ExitCondition::DontExit,
-                    ..default()
-                })
-                .set(render_plugin(&adapter))
-                .disable::<WinitPlugin>()
-                .disable::<PipelinedRenderingPlugin>()
-                .disable::<TerminalCtrlCHandlerPlugin>()
-                .disable::<LogPlugin>(),
-        );
-        app.add_plugins((SceneMaterialsPlugin, ExtractResourcePlugin::<CaptureRequest>::default()));
-        app.add_systems(
-            PostUpdate,
-            keep_own_cascades
-                .after(SimulationLightSystems::UpdateDirectionalLightCascades)
-                .before(SimulationLightSystems::UpdateLightFrusta),
-        );
-        app.insert_resource(settings.shading);
-        app.insert_resource(DirectionalLightShadowMap { size: settings.shadow_map_size() });
-        app.init_resource::<CaptureRequest>();
-        let sink = CaptureSink::default();
-        if let Some(render_app) = app.get_sub_app_mut(RenderApp) {
-            render_app.insert_resource(sink.clone());
-            render_app
-                .add_systems(Render, capture_targets.in_set(RenderSystems::Render).after(render_system));
-        }
-        while app.plugins_state() == PluginsState::Adding {
-            bevy::tasks::tick_global_task_pools_on_main_thread();
-        }
-        app.finish();
-        app.cleanup();
-        app.init_resource::<SharedAssets>();
-        app.init_resource::<spawn::MaterialCache>();
-        let apps = std::mem::take(app.sub_apps_mut());
-        let mut renderer = Self { apps, settings, slots: Vec::new(), sink, next_generation: 1, adapter };
-        for index in 0..renderer.settings.scenes_per_frame {
-            let slot = renderer.spawn_slot(index as usize);
-            renderer.slots.push(slot);
-        }
-        Ok(renderer)
+        let count = settings.worker_count();
+        tracing::info!(adapter = %adapter.name, backend = %adapter.backend, kind = %adapter.device_type, workers = count, "renderer adapter");
+        let workers = std::thread::scope(|s| {
+            let handles: Vec<_> =
+                (0..count).map(|_| s.spawn(|| Worker::new(settings.clone(), &adapter))).collect();
+            handles
+                .into_iter()
+                .map(|handle| handle.join().map_err(|payload| RenderError::Worker(panic_message(&*payload))))
+                .collect::<Result<Vec<_>, _>>()
+        })?;
+        Ok(Self { workers, settings, adapter })
     }
 
     pub fn settings(&self) -> &RenderSettings {
@@ -174,227 +64,61 @@ impl Renderer {
         &self.adapter
     }
 
-    fn spawn_slot(&mut self, index: usize) -> Slot {
-        let (w, h) = (self.settings.width, self.settings.height);
-        let world = self.apps.main.world_mut();
-        let (rgb, label) = {
-            let mut images = world.resource_mut::<Assets<Image>>();
-            (
-                target_image(&mut images, w, h, TextureFormat::Rgba8UnormSrgb),
-                target_image(&mut images, w, h, TextureFormat::Rgba16Float),
-            )
-        };
-        let layers = SceneLayers {
-            rgb: RenderLayers::layer(2 * index + 1),
-            label: RenderLayers::layer(2 * index + 2),
-        };
-        let order = 2 * index as isize;
-        let rgb_camera = world
-            .spawn((
-                Camera3d::default(),
-                Camera { order, is_active: false, ..default() },
-                RenderTarget::from(rgb.clone()),
-                if self.settings.antialias { Msaa::Sample4 } else { Msaa::Off },
-                Tonemapping::AcesFitted,
-                Exposure { ev100: Exposure::EV100_SUNLIGHT },
-                self.settings.shading.shadow_filter(),
-                layers.rgb.clone(),
-            ))
-            .id();
-        let sky = SemanticClass::Sky.id();
-        let label_camera = world
-            .spawn((
-                Camera3d::default(),
-                Camera {
-                    order: order + 1,
-                    is_active: false,
-                    clear_color: ClearColorConfig::Custom(Color::LinearRgba(LinearRgba::new(
-                        f32::from(sky),
-                        0.0,
-                        0.0,
-                        0.0,
-                    ))),
-                    ..default()
-                },
-                RenderTarget::from(label.clone()),
-                Hdr,
-                Msaa::Off,
-                Tonemapping::None,
-                DebandDither::Disabled,
-                layers.label.clone(),
-            ))
-            .id();
-        let sun = world
-            .spawn((
-                DirectionalLight { shadow_maps_enabled: self.settings.shadows, ..default() },
-                CascadeShadowConfigBuilder {
-                    num_cascades: 1,
-                    minimum_distance: 0.1,
-                    maximum_distance: 80.0,
-                    first_cascade_far_bound: 80.0,
-                    overlap_proportion: 0.2,
-                }
-                .build(),
-                layers.rgb.clone(),
-            ))
-            .id();
-        Slot { rgb_camera, label_camera, sun, rgb, label, layers, root: None }
+    /// Render workers (Bevy apps) this renderer runs side by side.
+    pub fn worker_count(&self) -> usize {
+        self.workers.len()
     }
 
-    /// Renders the scenes in order; each frame holds up to `scenes_per_frame` of them.
-    ///
-    /// The next frame's cars settle while the current frame is drawn: settling is a pure
-    /// function of each scene, so the frames are the same as settling first.
+    /// Renders the scenes; frame `i` shows `scenes[i]`. Each worker draws a contiguous
+    /// share of the scenes, `scenes_per_frame` at a time.
     pub fn render(&mut self, scenes: &[SceneDescription]) -> Result<Vec<Frame>, RenderError> {
-        let mut frames = Vec::with_capacity(scenes.len());
-        let chunks: Vec<&[SceneDescription]> = scenes.chunks(self.slots.len()).collect();
-        let settle = SettleConfig { steps: self.settings.settle_steps, ..SettleConfig::default() };
-        let settle_chunk =
-            move |chunk: &[SceneDescription]| settle_scenes(chunk, |scene| settle_cars(scene, settle));
+        let shares = shares(scenes.len(), self.workers.len());
+        if let [only] = shares.as_slice() {
+            return self.workers[0].render(&scenes[only.clone()]);
+        }
         std::thread::scope(|s| {
-            let mut next = chunks.first().map(|&chunk| s.spawn(move || settle_chunk(chunk)));
-            for (i, &chunk) in chunks.iter().enumerate() {
-                let Some(settling) = next.take() else { break };
-                let poses = settling.join().unwrap_or_else(|_| {
-                    let seed = chunk.first().map_or(0, |scene| scene.seed);
-                    Err(RenderError::Physics {
-                        seed,
-                        message: "the thread settling this frame's scenes panicked".into(),
-                    })
-                })?;
-                next = chunks.get(i + 1).map(|&chunk| s.spawn(move || settle_chunk(chunk)));
-                frames.extend(self.render_chunk(chunk, &poses)?);
+            let handles: Vec<_> = self
+                .workers
+                .iter_mut()
+                .zip(shares)
+                .map(|(worker, share)| s.spawn(move || worker.render(&scenes[share])))
+                .collect();
+            let mut frames = Vec::with_capacity(scenes.len());
+            for handle in handles {
+                let share = handle.join().map_err(|payload| RenderError::Worker(panic_message(&*payload)))?;
+                frames.extend(share?);
             }
             Ok(frames)
         })
     }
 
-    fn render_chunk(
-        &mut self,
-        chunk: &[SceneDescription],
-        poses: &[Vec<CarPose>],
-    ) -> Result<Vec<Frame>, RenderError> {
-        let mut request = CaptureRequest::default();
-        for (index, slot) in self.slots.iter_mut().enumerate() {
-            let world = self.apps.main.world_mut();
-            if let Some(root) = slot.root.take() {
-                world.despawn(root);
-            }
-            let Some(scene) = chunk.get(index) else {
-                for camera in [slot.rgb_camera, slot.label_camera] {
-                    if let Some(mut c) = world.get_mut::<Camera>(camera) {
-                        c.is_active = false;
-                    }
-                }
-                continue;
-            };
-            slot.root = Some(spawn::spawn_scene(world, scene, &poses[index], &slot.layers));
-            let view = spawn::camera_transform(scene);
-            let projection = spawn::projection(scene);
-            for camera in [slot.rgb_camera, slot.label_camera] {
-                let mut entity = world.entity_mut(camera);
-                entity.insert((view, projection.clone()));
-                if let Some(mut c) = entity.get_mut::<Camera>() {
-                    c.is_active = true;
-                }
-            }
-            spawn::dress_rgb_camera(&mut world.entity_mut(slot.rgb_camera), scene);
-            world.entity_mut(slot.sun).insert(spawn::sun(scene, self.settings.shadows));
-            request.slots.push(SlotTargets {
-                rgb: slot.rgb.id(),
-                label: slot.label.id(),
-                generation: self.next_generation,
-            });
-            self.next_generation += 1;
-        }
-        let wanted: Vec<u64> = request.slots.iter().map(|s| s.generation).collect();
-        self.apps.main.insert_resource(request);
-        for _ in 0..MAX_UPDATES {
-            self.apps.update();
-            let captured = std::mem::take(&mut *self.sink.0.lock().unwrap_or_else(PoisonError::into_inner));
-            for capture in captured {
-                if let Some(failure) = capture.failure {
-                    return Err(failure);
-                }
-                if capture.ready && capture.generations == wanted {
-                    let frames = self.decode(chunk, poses, capture.images);
-                    self.apps.main.insert_resource(CaptureRequest::default());
-                    return frames;
-                }
-            }
-        }
-        Err(RenderError::NotReady(MAX_UPDATES))
-    }
-
-    fn decode(
-        &self,
-        chunk: &[SceneDescription],
-        poses: &[Vec<crate::physics::CarPose>],
-        images: Vec<(Vec<u8>, Vec<u8>)>,
-    ) -> Result<Vec<Frame>, RenderError> {
-        let (w, h) = (self.settings.width, self.settings.height);
-        chunk
-            .iter()
-            .zip(poses)
-            .zip(images)
-            .map(|((scene, poses), (rgb, label))| {
-                let wrap = |source| RenderError::Labels { seed: scene.seed, source };
-                let rgb = frame::decode_rgb(&rgb, w, h).map_err(wrap)?;
-                let maps = frame::decode_labels(&label, w, h, scene).map_err(wrap)?;
-                let cars = frame::visible_cars(&maps.instances, w, scene, self.settings.min_visible_pixels);
-                let counts = frame::count_by_type(&cars);
-                Ok(Frame {
-                    width: w,
-                    height: h,
-                    rgb,
-                    classes: maps.classes,
-                    instances: maps.instances,
-                    depth: maps.depth,
-                    cars,
-                    counts,
-                    scene: scene.clone(),
-                    poses: poses.clone(),
-                })
-            })
-            .collect()
-    }
-
-    /// Entities alive in the app's main world (for leak checks).
+    /// Entities alive in the workers' main worlds (for leak checks).
     pub fn entity_count(&self) -> usize {
-        self.apps.main.world().entities().count_spawned() as usize
+        self.workers.iter().map(Worker::entity_count).sum()
     }
 
-    /// Meshes and materials alive in the app (for leak checks).
+    /// Meshes and materials alive in the workers' apps (for leak checks).
     pub fn asset_count(&self) -> usize {
-        let world = self.apps.main.world();
-        world.resource::<Assets<Mesh>>().len()
-            + world.resource::<Assets<StandardMaterial>>().len()
-            + world.resource::<Assets<crate::materials::LabelMaterial>>().len()
-            + world.resource::<Assets<crate::materials::FastLitMaterial>>().len()
+        self.workers.iter().map(Worker::asset_count).sum()
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::*;
-    use l2s_scene::{TrafficParams, sample_scene};
+    use super::shares;
 
     #[test]
-    fn a_panicking_settling_thread_fails_the_frame_and_names_its_scene() {
-        let scenes: Vec<SceneDescription> =
-            (0..3).map(|seed| sample_scene(&TrafficParams::default(), seed).expect("a scene")).collect();
-        let broken = scenes[1].seed;
-        let err = settle_scenes(&scenes, |scene| {
-            assert_ne!(scene.seed, broken, "rapier gave up");
-            Vec::new()
-        })
-        .expect_err("a settling thread panicked");
-        let text = err.to_string();
-        assert!(text.contains(&format!("scene seed {broken}")) && text.contains("rapier gave up"), "{text}");
-
-        let poses =
-            settle_scenes(&scenes, |scene| settle_cars(scene, SettleConfig::default())).expect("settles");
-        let cars: Vec<usize> = scenes.iter().map(|s| s.cars.len()).collect();
-        assert_eq!(poses.iter().map(Vec::len).collect::<Vec<_>>(), cars, "one pose per car, scene by scene");
+    fn shares_cover_every_scene_once_in_order_and_differ_by_at_most_one() {
+        for len in 0..40 {
+            for parts in 1..6 {
+                let ranges = shares(len, parts);
+                let flat: Vec<usize> = ranges.iter().flat_map(|r| r.clone()).collect();
+                assert_eq!(flat, (0..len).collect::<Vec<_>>(), "{len} in {parts}");
+                let sizes: Vec<usize> = ranges.iter().map(|r| r.len()).collect();
+                let (lo, hi) = (sizes.iter().min().copied(), sizes.iter().max().copied());
+                assert!(hi.zip(lo).is_none_or(|(hi, lo)| hi - lo <= 1), "{sizes:?}");
+                assert!(ranges.len() <= parts);
+            }
+        }
     }
 }

@@ -7,8 +7,9 @@
 //! - [`spawn`]: description → entities, each drawn twice (lit RGB, label material).
 //! - [`settings`]: [`RenderSettings`]; [`error`]: [`RenderError`].
 //! - [`adapter`]: the graphics adapter (found before Bevy starts) and the render plugin for it.
-//! - [`headless`]: [`Renderer`], the library call that renders scenes into [`Frame`]s;
-//!   `capture` is its render-world side (copies and readback of the targets).
+//! - [`headless`]: [`Renderer`], the library call that renders scenes into [`Frame`]s,
+//!   split over several `worker`s (one Bevy app each); `capture` is a worker's
+//!   render-world side (copies and readback of the targets).
 //! - [`frame`]: decoding and checking of label readbacks, visible cars, counts, boxes.
 
 pub mod adapter;
@@ -24,6 +25,7 @@ pub mod physics;
 pub mod preview;
 pub mod settings;
 pub mod spawn;
+mod worker;
 
 pub use adapter::{AdapterSummary, probe_adapter};
 pub use error::RenderError;

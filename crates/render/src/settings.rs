@@ -25,6 +25,16 @@ pub struct RenderSettings {
     pub settle_steps: u32,
     /// How the RGB image is lit: `Fast` (default) or `Standard` (Bevy's PBR).
     pub shading: Shading,
+    /// Bevy apps that render side by side, each on its own thread and graphics device;
+    /// 0 (default) picks one per CPU core, at most [`RenderSettings::MAX_AUTO_WORKERS`]. A
+    /// frame is the same whichever worker draws it, so this changes speed only (and is left
+    /// out of a run's fingerprint).
+    #[serde(skip_serializing_if = "is_auto")]
+    pub workers: u32,
+}
+
+fn is_auto(workers: &u32) -> bool {
+    *workers == 0
 }
 
 impl Default for RenderSettings {
@@ -38,6 +48,7 @@ impl Default for RenderSettings {
             min_visible_pixels: 20,
             settle_steps: SettleConfig::default().steps,
             shading: Shading::default(),
+            workers: 0,
         }
     }
 }
@@ -50,11 +61,26 @@ impl l2s_core::config::Validate for RenderSettings {
         check_count("scenes_per_frame", self.scenes_per_frame as usize, 1, 15)?;
         check_range("min_visible_pixels", f64::from(self.min_visible_pixels), 1.0, 1e6)?;
         check_count("settle_steps", self.settle_steps as usize, 0, 10_000)?;
+        check_count("workers", self.workers as usize, 0, 16)?;
         Ok(())
     }
 }
 
 impl RenderSettings {
+    /// Workers that `workers: 0` picks at most: each holds its own app, device and
+    /// pipelines (about 200 MiB with lavapipe).
+    pub const MAX_AUTO_WORKERS: u32 = 4;
+
+    /// The number of render workers these settings ask for.
+    pub fn worker_count(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism()
+                .map_or(1, |cores| cores.get())
+                .min(Self::MAX_AUTO_WORKERS as usize),
+            n => n as usize,
+        }
+    }
+
     /// Side of the sun's shadow map: four texels per pixel of the image's longer side,
     /// between 256 and 1,024 (256x256 images and larger keep 1,024). Every slot's sun draws
     /// its own map each frame, so at 64x64 a 1,024² map was a quarter of the frame time

@@ -1,6 +1,7 @@
 //! The headless renderer on whatever adapter the machine has (lavapipe in CI): exact and
 //! aligned labels, determinism, visible weather and road length, a complete first frame,
-//! flat memory. One renderer is shared; tests take turns.
+//! flat memory, the same frames from any number of workers. One renderer (two workers) is
+//! shared; tests take turns.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -18,6 +19,7 @@ fn renderer() -> MutexGuard<'static, Option<Renderer>> {
                 width: 128,
                 height: 96,
                 scenes_per_frame: 4,
+                workers: 2,
                 ..RenderSettings::default()
             })
             .expect("renderer"),
@@ -126,6 +128,32 @@ fn same_psi_and_seed_give_identical_frames() {
         assert_eq!(x.depth, y.depth);
         assert_eq!(x.rgb, y.rgb);
         assert_eq!(x.counts, y.counts);
+    }
+}
+
+#[test]
+fn frames_do_not_depend_on_the_number_of_workers() {
+    let mut all = Vec::new();
+    for (i, weather) in Weather::ALL.into_iter().enumerate() {
+        all.extend(scenes(&dense(weather), 100 + 10 * i as u64..103 + 10 * i as u64));
+    }
+    let shared = render(&all);
+    let mut single = Renderer::new(RenderSettings {
+        width: 128,
+        height: 96,
+        scenes_per_frame: 4,
+        workers: 1,
+        ..RenderSettings::default()
+    })
+    .expect("renderer");
+    assert_eq!(single.worker_count(), 1);
+    let alone = single.render(&all).expect("render");
+    assert_eq!((shared.len(), alone.len()), (all.len(), all.len()), "one frame per scene");
+    for (x, y) in shared.iter().zip(&alone) {
+        assert_eq!(x.scene, y.scene, "frames in the order of the scenes");
+        assert_eq!(x.rgb, y.rgb, "RGB of seed {}", x.scene.seed);
+        assert_eq!((&x.classes, &x.instances, &x.depth), (&y.classes, &y.instances, &y.depth));
+        assert_eq!((&x.cars, &x.counts, &x.poses), (&y.cars, &y.counts, &y.poses));
     }
 }
 

@@ -142,10 +142,12 @@ impl Prepared {
         }
         options.apply(&mut config.meta, &mut config.study)?;
         config.executor = config.executor.overridden(options.executor);
-        // Where the evaluations run changes no result, so a run may resume on another executor.
+        // Neither the executor, the seed count nor the render workers change a seed's
+        // results, so a run can be resumed or extended with others.
         let config_key = TrafficConfig {
             executor: ExecutorConfig::Local,
             study: config.study.without_seed_count(),
+            render: RenderSettings { workers: 0, ..config.render.clone() },
             ..config.clone()
         };
         let learned = LearnedSpace::new(&config.learn, &config.base)?;
