@@ -93,6 +93,7 @@ fn main() {
     unsafe {
         l2s::lavapipe::rasterise_on_the_submitting_thread()
     };
+    l2s::allocator::one_heap_per_core();
     let mut criterion = Criterion::default().configure_from_args();
     frames_per_second(&mut criterion);
     criterion.final_summary();

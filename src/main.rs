@@ -325,6 +325,7 @@ fn main() -> ExitCode {
     }
     init_logging(cli.verbose);
     l2s::allocator::keep_freed_blocks_for_reuse();
+    l2s::allocator::one_heap_per_core();
     let result = match cli.command {
         Command::Experiment {
             config,
