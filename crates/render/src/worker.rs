@@ -59,7 +59,6 @@ pub(crate) struct Worker {
     next_generation: u64,
 }
 
-
 /// Every scene's settled cars, one thread per scene. A thread that panics fails the
 /// frame: its scene would otherwise render without its cars.
 fn settle_scenes(
@@ -73,7 +72,9 @@ fn settle_scenes(
         handles
             .into_iter()
             .map(|(seed, handle)| {
-                handle.join().map_err(|payload| RenderError::Physics { seed, message: panic_message(&*payload) })
+                handle
+                    .join()
+                    .map_err(|payload| RenderError::Physics { seed, message: panic_message(&*payload) })
             })
             .collect()
     })
