@@ -37,6 +37,11 @@ fn shares(len: usize, parts: usize) -> Vec<std::ops::Range<usize>> {
     (0..parts).map(|i| i * len / parts..(i + 1) * len / parts).filter(|r| !r.is_empty()).collect()
 }
 
+/// What a worker's thread returned, or [`RenderError::Worker`] if it panicked.
+fn join_worker<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> Result<T, RenderError> {
+    handle.join().map_err(|payload| RenderError::Worker(panic_message(&*payload)))
+}
+
 impl Renderer {
     /// Builds the workers on the best adapter (a hardware GPU when there is one), each on
     /// its own thread: their pipelines compile side by side.
@@ -48,10 +53,7 @@ impl Renderer {
         let workers = std::thread::scope(|s| {
             let handles: Vec<_> =
                 (0..count).map(|_| s.spawn(|| Worker::new(settings.clone(), &adapter))).collect();
-            handles
-                .into_iter()
-                .map(|handle| handle.join().map_err(|payload| RenderError::Worker(panic_message(&*payload))))
-                .collect::<Result<Vec<_>, _>>()
+            handles.into_iter().map(join_worker).collect::<Result<Vec<_>, _>>()
         })?;
         Ok(Self { workers, settings, adapter })
     }
@@ -85,8 +87,7 @@ impl Renderer {
                 .collect();
             let mut frames = Vec::with_capacity(scenes.len());
             for handle in handles {
-                let share = handle.join().map_err(|payload| RenderError::Worker(panic_message(&*payload)))?;
-                frames.extend(share?);
+                frames.extend(join_worker(handle)??);
             }
             Ok(frames)
         })
