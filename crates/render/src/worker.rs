@@ -2,11 +2,11 @@
 //! [`crate::Renderer`] runs several of them side by side.
 //!
 //! The worker owns a Bevy app that it steps itself (no window, no winit, no pipelined
-//! rendering). Each frame draws up to `scenes_per_frame` scenes side by side, each on its
-//! own render layers with its own RGB and label cameras and sun. Right after the render
-//! graph has run, a render-world system copies every target to a buffer, waits for the
-//! copy and hands the bytes over with the generation of each slot's scene and whether
-//! every pipeline was ready. That is the readiness gate: a frame is accepted only if all
+//! rendering, every system on the stepping thread). Each frame draws up to
+//! `scenes_per_frame` scenes side by side, each on its own render layers with its own RGB
+//! and label cameras and sun. Right after the render graph has run, a render-world system
+//! copies every target to a buffer, waits for the copy and hands the bytes over with the
+//! generation of each slot's scene and whether every pipeline was ready. That is the readiness gate: a frame is accepted only if all
 //! pipelines existed when it was drawn and it shows the scenes that were asked for.
 
 use std::sync::PoisonError;
@@ -94,6 +94,18 @@ fn keep_own_cascades(
     }
 }
 
+/// Makes every schedule of `world` run its systems one after the other on the thread that
+/// steps the app. The renderer already runs one worker per core; Bevy's multi-threaded
+/// executor only added hand-offs to its task pool, which the workers share (BENCHMARKS.md,
+/// "Renderer"). The frames are the same to the byte either way.
+fn run_systems_on_this_thread(world: &mut World) {
+    if let Some(mut schedules) = world.get_resource_mut::<Schedules>() {
+        for (_, schedule) in schedules.iter_mut() {
+            schedule.set_executor(bevy::ecs::schedule::SingleThreadedExecutor::new());
+        }
+    }
+}
+
 /// Updates a frame may take before it is given up: shaders load in the first few.
 const MAX_UPDATES: u32 = 120;
 
@@ -141,6 +153,10 @@ impl Worker {
         }
         app.finish();
         app.cleanup();
+        run_systems_on_this_thread(app.world_mut());
+        if let Some(render_app) = app.get_sub_app_mut(RenderApp) {
+            run_systems_on_this_thread(render_app.world_mut());
+        }
         app.init_resource::<SharedAssets>();
         app.init_resource::<spawn::MaterialCache>();
         let apps = std::mem::take(app.sub_apps_mut());

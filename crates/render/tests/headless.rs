@@ -1,7 +1,7 @@
 //! The headless renderer on whatever adapter the machine has (lavapipe in CI): exact and
 //! aligned labels, determinism, visible weather and road length, a complete first frame,
-//! flat memory, the same frames from any number of workers. One renderer (two workers) is
-//! shared; tests take turns.
+//! flat memory, the same frames from any number of workers and after any other scenes.
+//! One renderer (two workers) is shared; tests take turns.
 
 use std::collections::BTreeMap;
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -154,6 +154,44 @@ fn frames_do_not_depend_on_the_number_of_workers() {
         assert_eq!(x.rgb, y.rgb, "RGB of seed {}", x.scene.seed);
         assert_eq!((&x.classes, &x.instances, &x.depth), (&y.classes, &y.instances, &y.depth));
         assert_eq!((&x.cars, &x.counts, &x.poses), (&y.cars, &y.counts, &y.poses));
+    }
+}
+
+/// Scenes of every weather, each slot switching weather (fog, rain streaks, sky) from one
+/// Bevy frame to the next: drawn in order, reversed and interleaved, every frame is the
+/// same to the byte, so no state of an earlier scene leaks into a later one.
+#[test]
+fn frames_do_not_depend_on_the_scenes_drawn_before() {
+    let all: Vec<SceneDescription> = (0..16u64)
+        .map(|i| {
+            let params = TrafficParams {
+                sun_elevation_deg: 15.0 + 9.0 * (i % 7) as f64,
+                cars_per_lane_100m: 1.0 + (i % 4) as f64,
+                ..dense(Weather::ALL[(i * 3 % 4) as usize])
+            };
+            sample_scene(&params, 300 + i).expect("valid")
+        })
+        .collect();
+    let in_order = render(&all);
+    let reversed: Vec<SceneDescription> = all.iter().rev().cloned().collect();
+    let mut backwards = render(&reversed);
+    backwards.reverse();
+    let interleaved: Vec<SceneDescription> = (0..all.len()).map(|i| all[i * 5 % all.len()].clone()).collect();
+    let mut shuffled: Vec<Option<Frame>> = vec![None; all.len()];
+    for (i, frame) in render(&interleaved).into_iter().enumerate() {
+        shuffled[i * 5 % all.len()] = Some(frame);
+    }
+    for ((x, y), z) in in_order.iter().zip(&backwards).zip(&shuffled) {
+        let z = z.as_ref().expect("every scene drawn");
+        for other in [y, z] {
+            assert_eq!(x.scene, other.scene);
+            assert_eq!(x.rgb, other.rgb, "RGB of seed {} ({:?})", x.scene.seed, x.scene.weather.kind);
+            assert_eq!(
+                (&x.classes, &x.instances, &x.depth),
+                (&other.classes, &other.instances, &other.depth)
+            );
+            assert_eq!((&x.cars, &x.counts), (&other.cars, &other.counts));
+        }
     }
 }
 
