@@ -6,8 +6,9 @@
 //! `scenes_per_frame` scenes side by side, each on its own render layers with its own RGB
 //! and label cameras and sun. Right after the render graph has run, a render-world system
 //! copies every target to a buffer, waits for the copy and hands the bytes over with the
-//! generation of each slot's scene and whether every pipeline was ready. That is the readiness gate: a frame is accepted only if all
-//! pipelines existed when it was drawn and it shows the scenes that were asked for.
+//! generation of each slot's scene and whether every pipeline was ready. That is the
+//! readiness gate: a frame is accepted only if all pipelines existed when it was drawn and
+//! it shows the scenes that were asked for.
 
 use std::sync::PoisonError;
 
