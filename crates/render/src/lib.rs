@@ -4,7 +4,8 @@
 //!
 //! - [`geometry`]: meshes generated in code (five car silhouettes, houses, road).
 //! - [`physics`]: cars dropped on the road and settled with rapier.
-//! - [`spawn`]: description → entities, each drawn twice (lit RGB, label material).
+//! - [`spawn`]: description → entities, each drawn twice (lit RGB, label material) or
+//!   once with a labelled material that [`labelled_pass`] draws into RGB and labels at once.
 //! - [`settings`]: [`RenderSettings`]; [`error`]: [`RenderError`].
 //! - [`adapter`]: the graphics adapter (found before Bevy starts) and the render plugin for it.
 //! - [`headless`]: [`Renderer`], the library call that renders scenes into [`Frame`]s,
@@ -19,6 +20,7 @@ pub mod export;
 pub mod frame;
 pub mod geometry;
 pub mod headless;
+pub mod labelled_pass;
 pub mod labels;
 pub mod materials;
 pub mod physics;

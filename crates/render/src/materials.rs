@@ -2,8 +2,13 @@
 //! materials).
 
 use bevy::asset::{load_internal_asset, uuid_handle};
+use bevy::mesh::MeshVertexBufferLayoutRef;
+use bevy::pbr::{MaterialPipeline, MaterialPipelineKey};
 use bevy::prelude::*;
-use bevy::render::render_resource::AsBindGroup;
+use bevy::render::render_resource::{
+    AsBindGroup, ColorTargetState, ColorWrites, RenderPipelineDescriptor, SpecializedMeshPipelineError,
+    TextureFormat,
+};
 use bevy::shader::ShaderRef;
 use l2s_scene::CarType;
 use serde::{Deserialize, Serialize};
@@ -38,8 +43,11 @@ impl Shading {
 
 /// The RGB pass's surfaces under [`Shading::Fast`]: Lambert diffuse and a normalised
 /// Blinn-Phong highlight under the sun, with its shadow, ambient light, distance fog and
-/// tonemapping; see `shaders/fast_lit.wgsl`.
+/// tonemapping; see `shaders/fast_lit.wgsl`. A labelled one ([`FastLitMaterial::labelled`])
+/// also writes the surface's labels to a second colour attachment
+/// ([`crate::labelled_pass`]).
 #[derive(Asset, TypePath, AsBindGroup, Debug, Clone)]
+#[bind_group_data(FastLitKey)]
 pub struct FastLitMaterial {
     /// Linear RGBA, multiplied by the mesh's vertex colours.
     #[uniform(0)]
@@ -48,7 +56,29 @@ pub struct FastLitMaterial {
     /// reflectance at normal incidence (for the ambient specular term).
     #[uniform(0)]
     pub specular: Vec4,
+    /// x: semantic class id, y: instance id (0 for stuff); read only when `labels`.
+    #[uniform(0)]
+    pub label: Vec4,
+    /// Writes `label` (and the depth) to the second colour attachment.
+    pub labels: bool,
 }
+
+/// Pipeline key of a [`FastLitMaterial`]: whether it writes labels too.
+#[repr(C)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct FastLitKey {
+    labels: bool,
+}
+
+impl From<&FastLitMaterial> for FastLitKey {
+    fn from(material: &FastLitMaterial) -> Self {
+        Self { labels: material.labels }
+    }
+}
+
+/// Format of the label images: class, instance and depth exact in f16 (see
+/// `shaders/label.wgsl`).
+pub const LABEL_FORMAT: TextureFormat = TextureFormat::Rgba16Float;
 
 impl FastLitMaterial {
     /// The match of a StandardMaterial with this base colour, perceptual roughness and
@@ -73,7 +103,15 @@ impl FastLitMaterial {
                 linear.alpha,
             ),
             specular: Vec4::new(peak, exponent, perceptual_roughness, f0),
+            label: Vec4::ZERO,
+            labels: false,
         }
+    }
+
+    /// The same surface that also writes `class` and `instance` (0 for stuff) to the label
+    /// attachment.
+    pub fn labelled(self, class: SemanticClass, instance: u32) -> Self {
+        Self { label: Vec4::new(f32::from(class.id()), instance as f32, 0.0, 0.0), labels: true, ..self }
     }
 }
 
@@ -87,6 +125,28 @@ pub fn tint_tag(linear_rgb: [f32; 3]) -> u32 {
 impl Material for FastLitMaterial {
     fn fragment_shader() -> ShaderRef {
         FAST_LIT_SHADER.into()
+    }
+
+    /// A labelled material's colour pipelines get the label attachment (unblended) and the
+    /// `LABELS` shader def. Shadow and prepass pipelines (no colour target) are left alone.
+    fn specialize(
+        _pipeline: &MaterialPipeline,
+        descriptor: &mut RenderPipelineDescriptor,
+        _layout: &MeshVertexBufferLayoutRef,
+        key: MaterialPipelineKey<Self>,
+    ) -> Result<(), SpecializedMeshPipelineError> {
+        if let Some(fragment) = descriptor.fragment.as_mut()
+            && key.bind_group_data.labels
+            && fragment.targets.len() == 1
+        {
+            fragment.shader_defs.push("LABELS".into());
+            fragment.targets.push(Some(ColorTargetState {
+                format: LABEL_FORMAT,
+                blend: None,
+                write_mask: ColorWrites::ALL,
+            }));
+        }
+        Ok(())
     }
 }
 

@@ -342,8 +342,10 @@ fn rebuild(world: &mut World) {
         }
         let Ok(scene) = sample_scene(&state.params, state.seed) else { return };
         let poses = settle_cars(&scene, SettleConfig::default());
-        let layers =
-            SceneLayers { rgb: RenderLayers::layer(RGB_LAYER), label: RenderLayers::layer(LABEL_LAYER) };
+        let layers = SceneLayers {
+            rgb: RenderLayers::layer(RGB_LAYER),
+            label: Some(RenderLayers::layer(LABEL_LAYER)),
+        };
         state.root = Some(spawn::spawn_scene(world, &scene, &poses, &layers));
         let reset_view = std::mem::take(&mut state.reset_view);
         let cameras: Vec<Entity> = world.query_filtered::<Entity, With<SceneCamera>>().iter(world).collect();

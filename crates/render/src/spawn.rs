@@ -1,6 +1,9 @@
-//! Scene description → Bevy entities. Every visible thing is spawned twice, on two render
-//! layers: once with a lit material for the RGB camera and once with a [`crate::materials::LabelMaterial`]
-//! for the label camera, sharing one mesh, so the two images align pixel for pixel.
+//! Scene description → Bevy entities. With a label layer, every visible thing is spawned
+//! twice, on two render layers: once with a lit material for the RGB camera and once with
+//! a [`crate::materials::LabelMaterial`] for the label camera, sharing one mesh, so the two
+//! images align pixel for pixel. Without one, it is spawned once with a labelled
+//! [`FastLitMaterial`], and the RGB camera's pass writes the labels too
+//! ([`crate::labelled_pass`]).
 //!
 //! Static parts (terrain, road, sidewalks, markings, houses) are merged into one mesh per
 //! semantic class; each car is its own entity so it gets its own instance id.
@@ -149,11 +152,12 @@ fn add_rain(g: &mut Geometry, scene: &SceneDescription) {
     }
 }
 
-/// The render layers of one scene: its RGB entities and its label entities.
+/// The render layers of one scene: its RGB entities and its label entities; no label
+/// layer when the RGB pass writes the labels (then the shading must be `Fast`).
 #[derive(Debug, Clone)]
 pub struct SceneLayers {
     pub rgb: RenderLayers,
-    pub label: RenderLayers,
+    pub label: Option<RenderLayers>,
 }
 
 /// Marks the root entity of a spawned scene; despawning it frees the whole scene.
@@ -162,22 +166,42 @@ pub struct SceneRoot {
     pub seed: u64,
 }
 
+/// What a labelled surface writes to the label attachment: its class and instance id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct SurfaceLabel {
+    class: SemanticClass,
+    instance: u32,
+}
+
 /// Materials reused from scene to scene: fast-lit surfaces by roughness and metallic in
-/// steps of 1/256 (bounded by the few values the scenes use).
+/// steps of 1/256 and, when labelled, by class and instance (bounded by the few values the
+/// scenes use and the most cars a scene has).
 #[derive(Resource, Debug, Default)]
 pub struct MaterialCache {
-    fast_lit: HashMap<[u16; 2], Handle<FastLitMaterial>>,
+    fast_lit: HashMap<([u16; 2], Option<SurfaceLabel>), Handle<FastLitMaterial>>,
 }
 
 impl MaterialCache {
-    /// The shared white [`FastLitMaterial`] with this roughness and metallic (in 1/256 steps).
-    fn fast_lit(&mut self, world: &mut World, roughness: f32, metallic: f32) -> Handle<FastLitMaterial> {
+    /// The shared white [`FastLitMaterial`] with this roughness and metallic (in 1/256
+    /// steps), labelled if `label` is given.
+    fn fast_lit(
+        &mut self,
+        world: &mut World,
+        roughness: f32,
+        metallic: f32,
+        label: Option<SurfaceLabel>,
+    ) -> Handle<FastLitMaterial> {
         let key = [roughness, metallic].map(|v| (v.clamp(0.0, 1.0) * 256.0).round() as u16);
         self.fast_lit
-            .entry(key)
+            .entry((key, label))
             .or_insert_with(|| {
                 let [r, m] = key.map(|k| f32::from(k) / 256.0);
-                world.resource_mut::<Assets<FastLitMaterial>>().add(FastLitMaterial::new(Color::WHITE, r, m))
+                let material = FastLitMaterial::new(Color::WHITE, r, m);
+                let material = match label {
+                    Some(label) => material.labelled(label.class, label.instance),
+                    None => material,
+                };
+                world.resource_mut::<Assets<FastLitMaterial>>().add(material)
             })
             .clone()
     }
@@ -186,19 +210,27 @@ impl MaterialCache {
 /// Gives an RGB entity its lit material in the app's [`Shading`]: base colour (times the
 /// vertex colours), perceptual roughness, metallic. `Standard` makes one per entity, freed
 /// with the scene. `Fast` shares them (see [`MaterialCache::fast_lit`]) and tints a car
-/// through its mesh tag, so the RGB pass creates no material per scene and batches its cars.
-fn insert_lit(entity: &mut EntityWorldMut, base: [f32; 3], roughness: f32, metallic: f32) {
+/// through its mesh tag, so the RGB pass creates no material per scene and batches its cars
+/// (unless they are labelled: then each car id has its material). A `label` always takes
+/// the `Fast` material: only it writes labels.
+fn insert_lit(
+    entity: &mut EntityWorldMut,
+    base: [f32; 3],
+    roughness: f32,
+    metallic: f32,
+    label: Option<SurfaceLabel>,
+) {
     let shading = entity.world().get_resource::<Shading>().copied().unwrap_or_default();
-    match shading {
-        Shading::Fast => {
+    match (shading, label) {
+        (Shading::Fast, _) | (Shading::Standard, Some(_)) => {
             let handle = entity.world_scope(|world| {
                 world.resource_scope(|world, mut cache: Mut<MaterialCache>| {
-                    cache.fast_lit(world, roughness, metallic)
+                    cache.fast_lit(world, roughness, metallic, label)
                 })
             });
             entity.insert((MeshMaterial3d(handle), MeshTag(tint_tag(base))));
         }
-        Shading::Standard => {
+        (Shading::Standard, None) => {
             let material = StandardMaterial {
                 base_color: Color::linear_rgb(base[0], base[1], base[2]),
                 perceptual_roughness: roughness,
@@ -236,17 +268,20 @@ pub fn spawn_scene(
         let mesh = world.resource_mut::<Assets<Mesh>>().add(part.into_mesh());
         let caster = class == SemanticClass::Building;
         let mut rgb = world.spawn((Mesh3d(mesh.clone()), layers.rgb.clone(), ChildOf(root)));
-        insert_lit(&mut rgb, [1.0; 3], roughness, 0.0);
+        let label = layers.label.is_none().then_some(SurfaceLabel { class, instance: 0 });
+        insert_lit(&mut rgb, [1.0; 3], roughness, 0.0, label);
         if !caster {
             rgb.insert(NotShadowCaster);
         }
-        world.spawn((
-            Mesh3d(mesh),
-            MeshMaterial3d(shared.class_label(class)),
-            NotShadowCaster,
-            layers.label.clone(),
-            ChildOf(root),
-        ));
+        if let Some(label_layer) = &layers.label {
+            world.spawn((
+                Mesh3d(mesh),
+                MeshMaterial3d(shared.class_label(class)),
+                NotShadowCaster,
+                label_layer.clone(),
+                ChildOf(root),
+            ));
+        }
     }
     if !geometry.rain.is_empty() {
         let mesh = world.resource_mut::<Assets<Mesh>>().add(geometry.rain.into_mesh());
@@ -262,18 +297,22 @@ pub fn spawn_scene(
         let transform = Transform::from_translation(pose.translation).with_rotation(pose.rotation);
         let mesh = shared.car_mesh(car.kind);
         let mut rgb = world.spawn((Mesh3d(mesh.clone()), transform, layers.rgb.clone(), ChildOf(root)));
-        insert_lit(&mut rgb, car.colour, 0.35, 0.2);
+        let label =
+            layers.label.is_none().then_some(SurfaceLabel { class: SemanticClass::Car, instance: car.id });
+        insert_lit(&mut rgb, car.colour, 0.35, 0.2, label);
         // One label material for every car, the instance id in the mesh tag: the label pass
         // draws each car type's cars as one instanced draw, as the RGB pass does.
-        world.spawn((
-            Mesh3d(mesh),
-            MeshMaterial3d(shared.class_label(SemanticClass::Car)),
-            MeshTag(car.id),
-            NotShadowCaster,
-            transform,
-            layers.label.clone(),
-            ChildOf(root),
-        ));
+        if let Some(label_layer) = &layers.label {
+            world.spawn((
+                Mesh3d(mesh),
+                MeshMaterial3d(shared.class_label(SemanticClass::Car)),
+                MeshTag(car.id),
+                NotShadowCaster,
+                transform,
+                label_layer.clone(),
+                ChildOf(root),
+            ));
+        }
     }
     root
 }

@@ -20,6 +20,8 @@ use bevy::light::cluster::ClusterConfig;
 use bevy::light::{CascadeShadowConfigBuilder, Cascades, DirectionalLightShadowMap, SimulationLightSystems};
 use bevy::log::LogPlugin;
 use bevy::prelude::*;
+use bevy::render::batching::gpu_preprocessing::GpuPreprocessingSupport;
+use bevy::render::camera::CameraRenderGraph;
 use bevy::render::extract_resource::ExtractResourcePlugin;
 use bevy::render::pipelined_rendering::PipelinedRenderingPlugin;
 use bevy::render::render_resource::{TextureFormat, TextureUsages};
@@ -33,17 +35,19 @@ use crate::adapter::{AdapterSummary, render_plugin};
 use crate::capture::{CaptureRequest, CaptureSink, SlotTargets, capture_targets};
 use crate::error::{RenderError, panic_message};
 use crate::frame::{self, Frame};
+use crate::labelled_pass::{LabelTarget, LabelledCore3d, LabelledPassPlugin};
 use crate::labels::SemanticClass;
-use crate::materials::{SceneMaterialsPlugin, SharedAssets};
+use crate::materials::{LABEL_FORMAT, SceneMaterialsPlugin, Shading, SharedAssets};
 use crate::physics::{CarPose, SettleConfig, settle_cars};
 use crate::settings::RenderSettings;
 use crate::spawn::{self, SceneLayers};
 
-/// Per-slot cameras, sun and targets; slot `i` uses layers 2i + 1 (RGB) and 2i + 2 (labels).
+/// Per-slot cameras, sun and targets; slot `i` uses layers 2i + 1 (RGB) and 2i + 2 (labels,
+/// when it has a label camera: see [`Worker::labels_in_rgb_pass`]).
 #[derive(Debug)]
 struct Slot {
     rgb_camera: Entity,
-    label_camera: Entity,
+    label_camera: Option<Entity>,
     sun: Entity,
     rgb: Handle<Image>,
     label: Handle<Image>,
@@ -133,7 +137,11 @@ impl Worker {
                 .disable::<TerminalCtrlCHandlerPlugin>()
                 .disable::<LogPlugin>(),
         );
-        app.add_plugins((SceneMaterialsPlugin, ExtractResourcePlugin::<CaptureRequest>::default()));
+        app.add_plugins((
+            SceneMaterialsPlugin,
+            LabelledPassPlugin,
+            ExtractResourcePlugin::<CaptureRequest>::default(),
+        ));
         app.add_systems(
             PostUpdate,
             keep_own_cascades
@@ -160,71 +168,95 @@ impl Worker {
         }
         app.init_resource::<SharedAssets>();
         app.init_resource::<spawn::MaterialCache>();
+        // The first update runs `RenderStartup`, which finds out whether the device can
+        // preprocess meshes on the GPU.
+        app.update();
+        let labels_in_rgb_pass = Self::labels_in_rgb_pass(&app, &settings);
+        tracing::debug!(labels_in_rgb_pass, "render worker");
         let apps = std::mem::take(app.sub_apps_mut());
         let mut worker = Self { apps, settings, slots: Vec::new(), sink, next_generation: 1 };
         for index in 0..worker.settings.scenes_per_frame {
-            let slot = worker.spawn_slot(index as usize);
+            let slot = worker.spawn_slot(index as usize, labels_in_rgb_pass);
             worker.slots.push(slot);
         }
         worker
+    }
+
+    /// Whether the RGB cameras write the labels in their opaque pass
+    /// ([`crate::labelled_pass`]) instead of a label camera drawing them: with `Fast`
+    /// shading (the only material that writes labels), without MSAA (labels are never
+    /// multisampled) and on devices that do not cull on the GPU (the labelled schedule
+    /// leaves Bevy's occlusion-culling passes out; lavapipe does not cull, and no GPU has
+    /// been at hand to check the schedule with them).
+    fn labels_in_rgb_pass(app: &App, settings: &RenderSettings) -> bool {
+        let culls_on_gpu = app.get_sub_app(RenderApp).is_none_or(|render| {
+            render
+                .world()
+                .get_resource::<GpuPreprocessingSupport>()
+                .is_none_or(GpuPreprocessingSupport::is_culling_supported)
+        });
+        settings.shading == Shading::Fast && !settings.antialias && !culls_on_gpu
     }
 
     /// A slot's cameras, sun and targets. The cameras use one light cluster
     /// (`ClusterConfig::Single`): the scenes have only the sun, which is not clustered, so
     /// Bevy's default grid of 3,456 clusters a view only cost time to build and upload, for
     /// 16 views a frame. The images are the same to the byte.
-    fn spawn_slot(&mut self, index: usize) -> Slot {
+    fn spawn_slot(&mut self, index: usize, labels_in_rgb_pass: bool) -> Slot {
         let (w, h) = (self.settings.width, self.settings.height);
         let world = self.apps.main.world_mut();
         let (rgb, label) = {
             let mut images = world.resource_mut::<Assets<Image>>();
             (
                 target_image(&mut images, w, h, TextureFormat::Rgba8UnormSrgb),
-                target_image(&mut images, w, h, TextureFormat::Rgba16Float),
+                target_image(&mut images, w, h, LABEL_FORMAT),
             )
         };
         let layers = SceneLayers {
             rgb: RenderLayers::layer(2 * index + 1),
-            label: RenderLayers::layer(2 * index + 2),
+            label: (!labels_in_rgb_pass).then(|| RenderLayers::layer(2 * index + 2)),
         };
         let order = 2 * index as isize;
-        let rgb_camera = world
-            .spawn((
-                Camera3d::default(),
-                Camera { order, is_active: false, ..default() },
-                RenderTarget::from(rgb.clone()),
-                if self.settings.antialias { Msaa::Sample4 } else { Msaa::Off },
-                Tonemapping::AcesFitted,
-                Exposure { ev100: Exposure::EV100_SUNLIGHT },
-                self.settings.shading.shadow_filter(),
-                ClusterConfig::Single,
-                layers.rgb.clone(),
-            ))
-            .id();
         let sky = SemanticClass::Sky.id();
-        let label_camera = world
-            .spawn((
-                Camera3d::default(),
-                Camera {
-                    order: order + 1,
-                    is_active: false,
-                    clear_color: ClearColorConfig::Custom(Color::LinearRgba(LinearRgba::new(
-                        f32::from(sky),
-                        0.0,
-                        0.0,
-                        0.0,
-                    ))),
-                    ..default()
-                },
-                RenderTarget::from(label.clone()),
-                Hdr,
-                Msaa::Off,
-                Tonemapping::None,
-                DebandDither::Disabled,
-                ClusterConfig::Single,
-                layers.label.clone(),
-            ))
-            .id();
+        let label_clear = LinearRgba::new(f32::from(sky), 0.0, 0.0, 0.0);
+        let mut rgb_camera = world.spawn((
+            Camera3d::default(),
+            Camera { order, is_active: false, ..default() },
+            RenderTarget::from(rgb.clone()),
+            if self.settings.antialias { Msaa::Sample4 } else { Msaa::Off },
+            Tonemapping::AcesFitted,
+            Exposure { ev100: Exposure::EV100_SUNLIGHT },
+            self.settings.shading.shadow_filter(),
+            ClusterConfig::Single,
+            layers.rgb.clone(),
+        ));
+        if labels_in_rgb_pass {
+            rgb_camera.insert((
+                CameraRenderGraph::new(LabelledCore3d),
+                LabelTarget { image: label.clone(), clear: label_clear },
+            ));
+        }
+        let rgb_camera = rgb_camera.id();
+        let label_camera = layers.label.clone().map(|label_layer| {
+            world
+                .spawn((
+                    Camera3d::default(),
+                    Camera {
+                        order: order + 1,
+                        is_active: false,
+                        clear_color: ClearColorConfig::Custom(Color::LinearRgba(label_clear)),
+                        ..default()
+                    },
+                    RenderTarget::from(label.clone()),
+                    Hdr,
+                    Msaa::Off,
+                    Tonemapping::None,
+                    DebandDither::Disabled,
+                    ClusterConfig::Single,
+                    label_layer,
+                ))
+                .id()
+        });
         let sun = world
             .spawn((
                 DirectionalLight { shadow_maps_enabled: self.settings.shadows, ..default() },
@@ -282,7 +314,7 @@ impl Worker {
                 world.despawn(root);
             }
             let Some(scene) = chunk.get(index) else {
-                for camera in [slot.rgb_camera, slot.label_camera] {
+                for camera in std::iter::once(slot.rgb_camera).chain(slot.label_camera) {
                     if let Some(mut c) = world.get_mut::<Camera>(camera) {
                         c.is_active = false;
                     }
@@ -292,7 +324,7 @@ impl Worker {
             slot.root = Some(spawn::spawn_scene(world, scene, &poses[index], &slot.layers));
             let view = spawn::camera_transform(scene);
             let projection = spawn::projection(scene);
-            for camera in [slot.rgb_camera, slot.label_camera] {
+            for camera in std::iter::once(slot.rgb_camera).chain(slot.label_camera) {
                 let mut entity = world.entity_mut(camera);
                 entity.insert((view, projection.clone()));
                 if let Some(mut c) = entity.get_mut::<Camera>() {

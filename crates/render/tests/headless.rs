@@ -253,6 +253,8 @@ fn weather_and_road_length_change_the_image() {
     assert!(long > short + 20, "far road pixels: 40 m road {short}, 200 m road {long}");
 }
 
+/// Also compares the two ways labels are drawn: with `Fast` the RGB camera's pass writes
+/// them, with `Standard` a label camera draws label entities of their own.
 #[test]
 fn fast_shading_matches_standard_shading_and_leaves_labels_alone() {
     let _turn = renderer();

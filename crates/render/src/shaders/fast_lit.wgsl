@@ -3,6 +3,9 @@
 // diffuse and specular), then Bevy's own distance fog,
 // tonemapping and debanding. Per pixel it does a fraction of StandardMaterial's work,
 // which dominates frame time on a software rasteriser (lavapipe).
+// With LABELS (a labelled material in the labelled opaque pass) it also writes the label
+// attachment exactly as shaders/label.wgsl does: class id, instance id, depth along the
+// camera's view axis in metres, 1.
 #import bevy_pbr::{
     forward_io::VertexOutput,
     mesh_view_bindings::{view, lights},
@@ -26,6 +29,8 @@ struct FastLit {
     // x: highlight strength, y: Blinn-Phong exponent, z: perceptual roughness,
     // w: reflectance at normal incidence.
     specular: vec4<f32>,
+    // x: semantic class id, y: instance id (0 for stuff); read with LABELS only.
+    label: vec4<f32>,
 }
 
 @group(#{MATERIAL_BIND_GROUP}) @binding(0) var<uniform> material: FastLit;
@@ -34,8 +39,25 @@ struct FastLit {
 // (EnvBRDFApprox with F_AB(1, n·v)), so both shadings agree in overcast light.
 const AMBIENT_DIFFUSE: f32 = 0.45;
 
+#ifdef LABELS
+struct Output {
+    @location(0) colour: vec4<f32>,
+    @location(1) label: vec4<f32>,
+}
+
+@fragment
+fn fragment(in: VertexOutput) -> Output {
+    let view_position = view.view_from_world * vec4(in.world_position.xyz, 1.0);
+    return Output(shade(in), vec4(material.label.x, material.label.y, -view_position.z, 1.0));
+}
+#else
 @fragment
 fn fragment(in: VertexOutput) -> @location(0) vec4<f32> {
+    return shade(in);
+}
+#endif
+
+fn shade(in: VertexOutput) -> vec4<f32> {
     var albedo = material.base_colour;
 #ifdef VERTEX_COLORS
     albedo = albedo * in.color;
