@@ -30,9 +30,10 @@ pub fn probe_adapter() -> Result<AdapterSummary, RenderError> {
 }
 
 /// Bevy's render plugin for `adapter`: pipelines compile synchronously (ready on the frame
-/// that needs them); on a software adapter (lavapipe) with WebGL2-level limits, which makes
-/// Bevy build mesh instance data and light clusters on the CPU instead of in many small
-/// compute passes: 31 → 38 labelled frames/s at 256x256 (BENCHMARKS.md).
+/// that needs them); on a software adapter (lavapipe) with the WebGL2 priority, i.e.
+/// WebGPU's default limits instead of the adapter's own: 31 → 38 labelled frames/s at
+/// 256x256 (BENCHMARKS.md). Bevy still preprocesses mesh instances in compute passes then
+/// (without culling); taking compute away too made frames go missing in Bevy 0.19.1.
 pub(crate) fn render_plugin(adapter: &AdapterSummary) -> RenderPlugin {
     let settings = if adapter.device_type == "Cpu" {
         WgpuSettings { priority: WgpuSettingsPriority::WebGL2, ..default() }

@@ -2,7 +2,7 @@
 //! into [`Frame`]s in memory.
 //!
 //! The renderer splits each call's scenes into contiguous shares, one per worker
-//! ([`crate::worker`]: a Bevy app with its own graphics device), renders the shares side by
+//! (`crate::worker`: a Bevy app with its own graphics device), renders the shares side by
 //! side on scoped threads and returns the frames in the order of the scenes. Below 256x256
 //! a frame's cost is mostly per-scene work that one thread does in order (Bevy's systems,
 //! lavapipe's command processing and small draws), so one app cannot use more than about

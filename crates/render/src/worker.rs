@@ -4,7 +4,9 @@
 //! The worker owns a Bevy app that it steps itself (no window, no winit, no pipelined
 //! rendering, every system on the stepping thread). Each frame draws up to
 //! `scenes_per_frame` scenes side by side, each on its own render layers with its own RGB
-//! and label cameras and sun. Right after the render graph has run, a render-world system
+//! camera, label image and sun; the RGB camera's pass writes the labels too
+//! ([`crate::labelled_pass`]), or, where it cannot, a label camera of the slot draws them.
+//! Right after the render graph has run, a render-world system
 //! copies every target to a buffer, waits for the copy and hands the bytes over with the
 //! generation of each slot's scene and whether every pipeline was ready. That is the
 //! readiness gate: a frame is accepted only if all pipelines existed when it was drawn and
