@@ -63,8 +63,14 @@ enum Task {
     },
 }
 
+/// The workspace that `cargo xtask` was run in: the parent of xtask's manifest directory,
+/// which `cargo run` passes at run time. The path compiled into the binary is only the
+/// fallback: checkouts that share a target directory share this binary, and cargo may run
+/// one built in another checkout (a CI clone, perhaps deleted since).
 fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
+    let manifest_dir = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")), PathBuf::from);
+    manifest_dir.parent().map_or_else(|| PathBuf::from("."), Path::to_path_buf)
 }
 
 fn cargo(args: &[&str]) -> anyhow::Result<()> {
