@@ -290,12 +290,9 @@ impl Worker {
             let mut next = chunks.first().map(|&chunk| s.spawn(move || settle_chunk(chunk)));
             for (i, &chunk) in chunks.iter().enumerate() {
                 let Some(settling) = next.take() else { break };
-                let poses = settling.join().unwrap_or_else(|_| {
+                let poses = settling.join().unwrap_or_else(|payload| {
                     let seed = chunk.first().map_or(0, |scene| scene.seed);
-                    Err(RenderError::Physics {
-                        seed,
-                        message: "the thread settling this frame's scenes panicked".into(),
-                    })
+                    Err(RenderError::Physics { seed, message: panic_message(&*payload) })
                 })?;
                 next = chunks.get(i + 1).map(|&chunk| s.spawn(move || settle_chunk(chunk)));
                 frames.extend(self.render_chunk(chunk, &poses)?);
@@ -413,6 +410,28 @@ impl Worker {
 mod tests {
     use super::*;
     use l2s_scene::{TrafficParams, sample_scene};
+
+    /// Falling back to the label camera changes no pixel, only the speed, so no frame test
+    /// would notice it: this one does.
+    #[test]
+    fn lavapipe_draws_labels_in_the_rgb_pass_unless_shading_or_msaa_forbid_it() {
+        let adapter = crate::adapter::probe_adapter().expect("an adapter (lavapipe in CI)");
+        let label_cameras = |settings: RenderSettings| {
+            let worker = Worker::new(
+                RenderSettings { width: 32, height: 32, scenes_per_frame: 2, ..settings },
+                &adapter,
+            );
+            worker.slots.iter().filter(|slot| slot.label_camera.is_some()).count()
+        };
+        if adapter.device_type == "Cpu" {
+            assert_eq!(label_cameras(RenderSettings::default()), 0, "Fast shading, no MSAA: {adapter:?}");
+        }
+        assert_eq!(label_cameras(RenderSettings { antialias: true, ..RenderSettings::default() }), 2);
+        assert_eq!(
+            label_cameras(RenderSettings { shading: Shading::Standard, ..RenderSettings::default() }),
+            2
+        );
+    }
 
     #[test]
     fn a_panicking_settling_thread_fails_the_frame_and_names_its_scene() {
