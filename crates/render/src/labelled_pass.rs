@@ -11,9 +11,12 @@
 //! [`crate::materials::FastLitMaterial`]s made by [`crate::materials::FastLitMaterial::labelled`].
 //!
 //! Where the device preprocesses meshes on the GPU (lavapipe does, without culling), the
-//! schedule runs Bevy's preprocessing passes before the shadow pass, as `Core3d` does. The
-//! occlusion-culling passes of GPUs that cull are left out, so the worker uses this
-//! schedule only on devices that do not (see `Worker::labels_in_rgb_pass`).
+//! schedule runs Bevy's preprocessing passes before the shadow pass, as `Core3d` does. Left
+//! out of `Core3d`: the prepasses and the late (occlusion-culling) passes, which run only
+//! for cameras with a depth prepass; point and spot light shadows; GPU light clustering
+//! (the sun, the only light, is not clustered, and these materials read no clusters). The
+//! worker uses this schedule on devices that do not cull on the GPU (see
+//! `Worker::labels_in_rgb_pass`).
 
 use bevy::core_pipeline::Core3dSystems;
 use bevy::core_pipeline::core_3d::{AlphaMask3d, Opaque3d, main_transparent_pass_3d};

@@ -89,7 +89,7 @@ fn settle_scenes(
 }
 
 /// Drops each sun's shadow cascades for the cameras of other slots. Bevy builds a cascade of
-/// every sun for every active camera (8 suns × 16 cameras a frame) and tests every shadow
+/// every sun for every active camera (8 suns × 8 or 16 cameras a frame) and tests every shadow
 /// caster against each, but draws only those whose render layers meet the camera's: the
 /// sun's own RGB camera. The shadows drawn are the same.
 fn keep_own_cascades(
@@ -170,9 +170,6 @@ impl Worker {
         }
         app.init_resource::<SharedAssets>();
         app.init_resource::<spawn::MaterialCache>();
-        // The first update runs `RenderStartup`, which finds out whether the device can
-        // preprocess meshes on the GPU.
-        app.update();
         let labels_in_rgb_pass = Self::labels_in_rgb_pass(&app, &settings);
         tracing::debug!(labels_in_rgb_pass, "render worker");
         let apps = std::mem::take(app.sub_apps_mut());
@@ -187,9 +184,10 @@ impl Worker {
     /// Whether the RGB cameras write the labels in their opaque pass
     /// ([`crate::labelled_pass`]) instead of a label camera drawing them: with `Fast`
     /// shading (the only material that writes labels), without MSAA (labels are never
-    /// multisampled) and on devices that do not cull on the GPU (the labelled schedule
-    /// leaves Bevy's occlusion-culling passes out; lavapipe does not cull, and no GPU has
-    /// been at hand to check the schedule with them).
+    /// multisampled) and on devices that do not cull meshes on the GPU. Lavapipe does not;
+    /// a GPU that does takes Bevy's indirect-drawing path, which the labelled schedule
+    /// includes but which has not run on one yet (no GPU was at hand), so such a GPU keeps
+    /// the label camera until it is checked.
     fn labels_in_rgb_pass(app: &App, settings: &RenderSettings) -> bool {
         let culls_on_gpu = app.get_sub_app(RenderApp).is_none_or(|render| {
             render
@@ -203,7 +201,7 @@ impl Worker {
     /// A slot's cameras, sun and targets. The cameras use one light cluster
     /// (`ClusterConfig::Single`): the scenes have only the sun, which is not clustered, so
     /// Bevy's default grid of 3,456 clusters a view only cost time to build and upload, for
-    /// 16 views a frame. The images are the same to the byte.
+    /// every view of every frame. The images are the same to the byte.
     fn spawn_slot(&mut self, index: usize, labels_in_rgb_pass: bool) -> Slot {
         let (w, h) = (self.settings.width, self.settings.height);
         let world = self.apps.main.world_mut();

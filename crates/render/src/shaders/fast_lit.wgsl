@@ -63,7 +63,8 @@ fn shade(in: VertexOutput) -> vec4<f32> {
     albedo = albedo * in.color;
 #endif
     // A mesh tag tints one instance (a car's paint) without a material of its own, so that
-    // all cars share one material and batch: linear RGB, 10 bits each, 0 = no tint.
+    // cars share materials (one, or one per car id when labelled) and unlabelled ones batch:
+    // linear RGB, 10 bits each, 0 = no tint.
     let tag = get_tag(in.instance_index);
     if tag != 0u {
         let tint = vec3(f32((tag >> 20u) & 1023u), f32((tag >> 10u) & 1023u), f32(tag & 1023u)) / 1023.0;
