@@ -11,7 +11,8 @@
     mesh_view_bindings::{view, lights},
     mesh_functions::get_tag,
     mesh_view_types::DIRECTIONAL_LIGHT_FLAGS_SHADOWS_ENABLED_BIT,
-    shadows::fetch_directional_shadow,
+    shadows::{get_cascade_index, world_to_directional_light_local},
+    shadow_sampling::sample_shadow_map_hardware,
     lighting::{EnvBRDFApprox, F_AB},
 }
 #import bevy_render::maths::PI
@@ -91,7 +92,7 @@ fn shade(in: VertexOutput) -> vec4<f32> {
         }
         var shadow = 1.0;
         if ((*sun).flags & DIRECTIONAL_LIGHT_FLAGS_SHADOWS_ENABLED_BIT) != 0u {
-            shadow = fetch_directional_shadow(i, in.world_position, n, view_z, in.position.xy);
+            shadow = sun_shadow(i, in.world_position, n, view_z);
         }
         let highlight = material.specular.x * pow(max(dot(n, normalize(l + v)), 0.0), material.specular.y);
         light += (albedo.rgb / PI + vec3(highlight)) * (*sun).color.rgb * (n_dot_l * shadow);
@@ -109,4 +110,26 @@ fn shade(in: VertexOutput) -> vec4<f32> {
 #endif
 #endif
     return colour;
+}
+
+// Bevy's `fetch_directional_shadow` for what our suns use (one cascade, hardware 2x2 PCF, no
+// soft shadows), to the same bits, without the paths of other settings: lavapipe runs both
+// sides of every branch under a mask, so Bevy's function ran its soft-shadow search and
+// filter and a second cascade's lookup for every fragment, shadows on or off.
+fn sun_shadow(light_id: u32, frag_position: vec4<f32>, surface_normal: vec3<f32>, view_z: f32) -> f32 {
+    let sun = &lights.directional_lights[light_id];
+    let cascade_index = get_cascade_index(light_id, view_z);
+    if cascade_index >= (*sun).num_cascades {
+        return 1.0;
+    }
+    let cascade = &(*sun).cascades[cascade_index];
+    let normal_offset = (*sun).shadow_normal_bias * (*cascade).texel_size * surface_normal.xyz;
+    let depth_offset = (*sun).shadow_depth_bias * (*sun).direction_to_light.xyz;
+    let offset_position = vec4<f32>(frag_position.xyz + normal_offset + depth_offset, frag_position.w);
+    let light_local = world_to_directional_light_local(light_id, cascade_index, offset_position);
+    if light_local.w == 0.0 {
+        return 1.0;
+    }
+    let array_index = i32((*sun).depth_texture_base_index + cascade_index);
+    return sample_shadow_map_hardware(light_local.xy, light_local.z, array_index);
 }
