@@ -382,7 +382,8 @@ pub fn sky_colour(weather: &WeatherState) -> Color {
     }
 }
 
-/// Distance fog with the weather's visibility; none in clear weather.
+/// Distance fog with the weather's visibility; none in clear weather. No sun in-scattering
+/// (`directional_light_color` stays none): `Fast` shading leaves it out (fast_lit.wgsl).
 fn fog(weather: &WeatherState) -> Option<DistanceFog> {
     weather.visibility.is_finite().then(|| DistanceFog {
         color: sky_colour(weather),

@@ -17,7 +17,11 @@
 }
 #import bevy_render::maths::PI
 #ifdef DISTANCE_FOG
-#import bevy_pbr::{mesh_view_bindings::fog, pbr_functions::apply_fog}
+#import bevy_pbr::{
+    mesh_view_bindings::fog,
+    mesh_view_types::{FOG_MODE_LINEAR, FOG_MODE_EXPONENTIAL, FOG_MODE_EXPONENTIAL_SQUARED, FOG_MODE_ATMOSPHERIC},
+    fog::{linear_fog, exponential_fog, exponential_squared_fog, atmospheric_fog},
+}
 #endif
 #ifdef TONEMAP_IN_SHADER
 #import bevy_core_pipeline::tonemapping::{tone_mapping, screen_space_dither}
@@ -99,7 +103,7 @@ fn shade(in: VertexOutput) -> vec4<f32> {
     }
     var colour = vec4(light * view.exposure, albedo.a);
 #ifdef DISTANCE_FOG
-    colour = apply_fog(fog, colour, in.world_position.xyz, view.world_position.xyz, in.position.xy);
+    colour = fogged(colour, in.world_position.xyz);
 #endif
 #ifdef TONEMAP_IN_SHADER
     colour = tone_mapping(colour, view.color_grading);
@@ -133,3 +137,23 @@ fn sun_shadow(light_id: u32, frag_position: vec4<f32>, surface_normal: vec3<f32>
     let array_index = i32((*sun).depth_texture_base_index + cascade_index);
     return sample_shadow_map_hardware(light_local.xy, light_local.z, array_index);
 }
+
+#ifdef DISTANCE_FOG
+// Bevy's `apply_fog` without the sun's in-scattering, which our fog leaves off
+// (`DistanceFog::directional_light_color` is none: spawn.rs): under lavapipe's masks its
+// branch ran a shadow lookup for every fragment all the same.
+fn fogged(colour: vec4<f32>, world_position: vec3<f32>) -> vec4<f32> {
+    let distance = length(world_position - view.world_position.xyz);
+    let scattering = vec3<f32>(0.0);
+    if fog.mode == FOG_MODE_LINEAR {
+        return linear_fog(fog, colour, distance, scattering);
+    } else if fog.mode == FOG_MODE_EXPONENTIAL {
+        return exponential_fog(fog, colour, distance, scattering);
+    } else if fog.mode == FOG_MODE_EXPONENTIAL_SQUARED {
+        return exponential_squared_fog(fog, colour, distance, scattering);
+    } else if fog.mode == FOG_MODE_ATMOSPHERIC {
+        return atmospheric_fog(fog, colour, distance, scattering);
+    }
+    return colour;
+}
+#endif
