@@ -261,6 +261,8 @@ impl Worker {
             .spawn((
                 DirectionalLight { shadow_maps_enabled: self.settings.shadows, ..default() },
                 CascadeShadowConfigBuilder {
+                    // One cascade: fast_lit.wgsl's `sun_shadow` reads no other (at 80 m
+                    // and these image sizes a second one would show nothing).
                     num_cascades: 1,
                     minimum_distance: 0.1,
                     maximum_distance: 80.0,
