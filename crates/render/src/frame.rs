@@ -109,6 +109,13 @@ pub enum LabelError {
     Mismatch { x: u32, y: u32, class: u8 },
     #[error("readback holds {got} bytes, a {width}x{height} image needs {need}")]
     Size { got: usize, need: usize, width: u32, height: u32 },
+    /// Every scene shows the ground below the horizon, so a label image of sky only means
+    /// that the draws went missing (a renderer or driver fault), not an empty view.
+    #[error(
+        "every label pixel is sky: nothing was drawn (a renderer or graphics driver fault; \
+         the scene always shows the ground)"
+    )]
+    NothingDrawn,
 }
 
 /// Bytes per row of a texture copy, padded as wgpu requires.
@@ -141,7 +148,8 @@ pub struct LabelMaps {
 }
 
 /// Decodes an Rgba16Float label readback (class, instance, depth, coverage) and checks
-/// that every pixel holds a valid class id and, for cars, an instance of `scene`.
+/// that every pixel holds a valid class id and, for cars, an instance of `scene`, and that
+/// not every pixel is sky.
 pub fn decode_labels(
     data: &[u8],
     width: u32,
@@ -181,6 +189,9 @@ pub fn decode_labels(
             maps.instances.push(instance_id);
             maps.depth.push(if coverage > 0.0 { depth } else { f32::INFINITY });
         }
+    }
+    if maps.classes.iter().all(|&class| class == SemanticClass::Sky.id()) {
+        return Err(LabelError::NothingDrawn);
     }
     Ok(maps)
 }
@@ -319,5 +330,7 @@ mod tests {
             Err(LabelError::Mismatch { .. } | LabelError::Instance { .. })
         ));
         assert!(matches!(decode_labels(&[0; 16], 2, 2, &scene), Err(LabelError::Size { .. })));
+        let sky = [f32::from(SemanticClass::Sky.id()), 0.0, 0.0, 0.0];
+        assert!(matches!(decode_labels(&encode(&[sky; 4], 2), 2, 2, &scene), Err(LabelError::NothingDrawn)));
     }
 }
