@@ -191,7 +191,7 @@ fn setup(mut commands: Commands) {
         RenderLayers::layer(LABEL_LAYER),
         OverlayCamera,
     ));
-    commands.spawn((DirectionalLight::default(), RenderLayers::layer(RGB_LAYER), Sun));
+    commands.spawn((DirectionalLight::default(), spawn::sun_cascades(), RenderLayers::layer(RGB_LAYER), Sun));
     commands.spawn((
         Text::new(HELP),
         TextFont::from_font_size(13.0),

@@ -11,7 +11,7 @@
 use bevy::camera::visibility::RenderLayers;
 use std::collections::HashMap;
 
-use bevy::light::NotShadowCaster;
+use bevy::light::{CascadeShadowConfig, CascadeShadowConfigBuilder, NotShadowCaster};
 use bevy::mesh::MeshTag;
 use bevy::prelude::*;
 use l2s_core::SeedTree;
@@ -332,6 +332,20 @@ pub fn projection(scene: &SceneDescription) -> Projection {
         far: 2000.0,
         ..default()
     })
+}
+
+/// The sun's shadow cascades, for the renderer and the preview alike: one, to 80 m.
+/// fast_lit.wgsl's `sun_shadow` reads no other (at these image sizes a second cascade would
+/// show nothing).
+pub fn sun_cascades() -> CascadeShadowConfig {
+    CascadeShadowConfigBuilder {
+        num_cascades: 1,
+        minimum_distance: 0.1,
+        maximum_distance: 80.0,
+        first_cascade_far_bound: 80.0,
+        overlap_proportion: 0.2,
+    }
+    .build()
 }
 
 /// The sun: a directional light shining from the scene's elevation and azimuth.

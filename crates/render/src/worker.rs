@@ -19,7 +19,7 @@ use bevy::camera::visibility::RenderLayers;
 use bevy::camera::{Exposure, Hdr, RenderTarget};
 use bevy::core_pipeline::tonemapping::{DebandDither, Tonemapping};
 use bevy::light::cluster::ClusterConfig;
-use bevy::light::{CascadeShadowConfigBuilder, Cascades, DirectionalLightShadowMap, SimulationLightSystems};
+use bevy::light::{Cascades, DirectionalLightShadowMap, SimulationLightSystems};
 use bevy::log::LogPlugin;
 use bevy::prelude::*;
 use bevy::render::batching::gpu_preprocessing::GpuPreprocessingSupport;
@@ -260,16 +260,7 @@ impl Worker {
         let sun = world
             .spawn((
                 DirectionalLight { shadow_maps_enabled: self.settings.shadows, ..default() },
-                CascadeShadowConfigBuilder {
-                    // One cascade: fast_lit.wgsl's `sun_shadow` reads no other (at 80 m
-                    // and these image sizes a second one would show nothing).
-                    num_cascades: 1,
-                    minimum_distance: 0.1,
-                    maximum_distance: 80.0,
-                    first_cascade_far_bound: 80.0,
-                    overlap_proportion: 0.2,
-                }
-                .build(),
+                spawn::sun_cascades(),
                 layers.rgb.clone(),
             ))
             .id();
