@@ -94,6 +94,12 @@ fn main() {
         l2s::lavapipe::rasterise_on_the_submitting_thread()
     };
     l2s::allocator::one_heap_per_core();
+    match l2s_render::probe_adapter() {
+        Ok(adapter) => {
+            eprintln!("render bench on {} ({}, {})", adapter.name, adapter.backend, adapter.device_type)
+        }
+        Err(e) => eprintln!("render bench: {e}"),
+    }
     let mut criterion = Criterion::default().configure_from_args();
     frames_per_second(&mut criterion);
     criterion.final_summary();

@@ -7,6 +7,7 @@ use std::process::Command;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 
+mod machine;
 mod slurm;
 mod train_report;
 
@@ -284,12 +285,15 @@ fn run(task: Task) -> anyhow::Result<()> {
             // Before the long benchmark, so that a bad file fails at once.
             let pytorch = source.as_ref().map(train_report::PyTorchSource::load).transpose()?;
             let started = std::time::SystemTime::now();
+            let machine = machine::this_machine();
+            eprintln!("xtask: benchmark `{name}` on {machine}");
             let mut cargo_args = vec!["bench", "--workspace", "--locked", "--bench", name.as_str(), "--"];
             cargo_args.extend(args.iter().map(String::as_str));
             cargo(&cargo_args)?;
             if name == "train" {
                 train_report::print_summary(&target_dir().join("criterion"), started, pytorch.as_ref())?;
             }
+            eprintln!("xtask: these figures are from {machine}");
             Ok(())
         }
     }
