@@ -5,17 +5,12 @@
 /// One line naming the CPU: model, logical cores and its widest SIMD (AVX-512, AVX2 or
 /// neither), from `/proc/cpuinfo`'s text.
 pub fn summary(cpuinfo: &str) -> String {
-    let field = |name: &str| {
-        cpuinfo.lines().find_map(|line| {
-            let (key, value) = line.split_once(':')?;
-            (key.trim() == name).then(|| value.trim().to_string())
-        })
+    let entries = || {
+        cpuinfo.lines().filter_map(|line| line.split_once(':')).map(|(key, value)| (key.trim(), value.trim()))
     };
-    let model = field("model name").unwrap_or_else(|| "unknown CPU".into());
-    let cores = cpuinfo
-        .lines()
-        .filter(|line| line.split(':').next().is_some_and(|k| k.trim() == "processor"))
-        .count();
+    let field = |name: &str| entries().find(|(key, _)| *key == name).map(|(_, value)| value);
+    let model = field("model name").unwrap_or("unknown CPU");
+    let cores = entries().filter(|(key, _)| *key == "processor").count();
     let flags = field("flags").unwrap_or_default();
     let has = |flag: &str| flags.split_whitespace().any(|f| f == flag);
     let simd = if has("avx512f") {

@@ -1,7 +1,7 @@
 // Fast shading of the RGB pass: Lambert diffuse plus a Blinn-Phong highlight under each
-// directional light (with its shadow), ambient sky light (Bevy's split-sum approximation,
-// diffuse and specular), then Bevy's own distance fog,
-// tonemapping and debanding. Per pixel it does a fraction of StandardMaterial's work,
+// directional light (with its shadow: `sun_shadow` below), ambient sky light (Bevy's
+// split-sum approximation, diffuse and specular), then distance fog (`fogged` below, Bevy's
+// fog functions), Bevy's tonemapping and debanding. Per pixel it does a fraction of StandardMaterial's work,
 // which dominates frame time on a software rasteriser (lavapipe).
 // With LABELS (a labelled material in the labelled opaque pass) it also writes the label
 // attachment exactly as shaders/label.wgsl does: class id, instance id, depth along the
