@@ -18,7 +18,7 @@ use bevy::app::{PluginsState, SubApps, TerminalCtrlCHandlerPlugin};
 use bevy::camera::visibility::RenderLayers;
 use bevy::camera::{Exposure, Hdr, RenderTarget};
 use bevy::core_pipeline::tonemapping::{DebandDither, Tonemapping};
-use bevy::light::cluster::ClusterConfig;
+use bevy::light::cluster::{ClusterConfig, GlobalClusterSettings};
 use bevy::light::{Cascades, DirectionalLightShadowMap, SimulationLightSystems};
 use bevy::log::LogPlugin;
 use bevy::prelude::*;
@@ -113,6 +113,17 @@ fn run_systems_on_this_thread(world: &mut World) {
     }
 }
 
+/// Turns off Bevy's GPU light clustering, which it enables wherever compute shaders exist
+/// (lavapipe too). The scenes have only the sun, which is never clustered, yet GPU
+/// clustering ran its compute and raster passes for every view of every frame and zeroed
+/// and uploaded a 256 KiB index list for each. Clustered on the CPU, each view has one
+/// empty cluster (`ClusterConfig::Single`).
+fn cluster_lights_on_the_cpu(world: &mut World) {
+    if let Some(mut clusters) = world.get_resource_mut::<GlobalClusterSettings>() {
+        clusters.gpu_clustering = None;
+    }
+}
+
 /// Updates a frame may take before it is given up: shaders load in the first few.
 const MAX_UPDATES: u32 = 120;
 
@@ -164,6 +175,7 @@ impl Worker {
         }
         app.finish();
         app.cleanup();
+        cluster_lights_on_the_cpu(app.world_mut());
         run_systems_on_this_thread(app.world_mut());
         if let Some(render_app) = app.get_sub_app_mut(RenderApp) {
             run_systems_on_this_thread(render_app.world_mut());
@@ -422,6 +434,22 @@ mod tests {
             label_cameras(RenderSettings { shading: Shading::Standard, ..RenderSettings::default() }),
             2
         );
+    }
+
+    /// GPU clustering changes no pixel either (the scenes have no clustered light).
+    #[test]
+    fn lights_are_clustered_on_the_cpu() {
+        let adapter = crate::adapter::probe_adapter().expect("an adapter (lavapipe in CI)");
+        let mut worker = Worker::new(
+            RenderSettings { width: 32, height: 32, scenes_per_frame: 1, ..RenderSettings::default() },
+            &adapter,
+        );
+        let scene = sample_scene(&TrafficParams::default(), 5).expect("a scene");
+        worker.render(&[scene]).expect("a frame");
+        let render_world =
+            worker.apps.sub_apps.get(&bevy::app::AppLabel::intern(&RenderApp)).expect("a render app").world();
+        let clusters = render_world.resource::<GlobalClusterSettings>();
+        assert!(clusters.gpu_clustering.is_none(), "{clusters:?}");
     }
 
     #[test]
