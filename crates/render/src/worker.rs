@@ -115,9 +115,10 @@ fn run_systems_on_this_thread(world: &mut World) {
 
 /// Turns off Bevy's GPU light clustering, which it enables wherever compute shaders exist
 /// (lavapipe too). The scenes have only the sun, which is never clustered, yet GPU
-/// clustering ran its compute and raster passes for every view of every frame and zeroed
-/// and uploaded a 256 KiB index list for each. Clustered on the CPU, each view has one
-/// empty cluster (`ClusterConfig::Single`).
+/// clustering created, zeroed and uploaded new buffers for every view of every frame (a
+/// 256 KiB index list among them), and Bevy's `Core3d` schedule (label cameras) ran its
+/// compute and raster passes. Clustered on the CPU, each view has one empty cluster
+/// (`ClusterConfig::Single`); the frames are the same to the byte.
 fn cluster_lights_on_the_cpu(world: &mut World) {
     if let Some(mut clusters) = world.get_resource_mut::<GlobalClusterSettings>() {
         clusters.gpu_clustering = None;
